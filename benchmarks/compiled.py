@@ -1,0 +1,126 @@
+"""Fully compiled training on gymnax CartPole-v1, many seeds at once; prints one JSON line.
+
+``--algo ppo --config purejaxrl``: 4 envs x 128 steps, 4 epochs x 4 minibatches, lr 2.5e-4
+annealed, gamma 0.99, GAE lambda 0.95, clip 0.2, entropy 0.01, value 0.5, grad norm 0.5, 64-64
+tanh, 500k steps. ``--algo ppo --config rejax``: 5 envs x 100 steps, 5 epochs x 5 minibatches,
+lr 7.5e-4, gamma 0.99, lambda 0.95, clip 0.2, entropy 0.01, value 0.5, grad norm 0.5, 100k steps.
+``--algo dqn --config purejaxrl``: 10 envs, buffer 10k, batch 128, one gradient step per vector
+step, learning starts at 10k, hard target copy every 500 env steps (50 gradient steps), epsilon
+1 -> 0.05 over 250k steps, lr 2.5e-4, MSE loss, 120-84 ReLU, 500k steps.
+
+``compile_s`` is ``jit(vmap(train)).lower(keys).compile()``; ``train_s`` the best of ``--repeats``
+executions of the compiled program (steady state); ``sps`` counts all seeds together.
+``eval_mean`` is the greedy return over 128 episodes of gymnax CartPole-v1, mean over seeds.
+
+Usage::
+
+    python benchmarks/compiled.py --algo ppo --config purejaxrl --seeds 1
+    python benchmarks/compiled.py --algo dqn --config purejaxrl --seeds 1 --buffer 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import gymnasium as gym
+import jax
+import numpy as np
+from common import emit
+
+import kitae.config as cfg
+from kitae.algos import DQN, PPO, DQNParams, PPOParams
+from kitae.compiled import config_for_jax_env, evaluate_compiled, make_agent_train
+from kitae.envs.jax_env import make_jax_env
+
+DEFAULT_STEPS = {("ppo", "purejaxrl"): 500_000, ("ppo", "rejax"): 100_000,
+                 ("dqn", "purejaxrl"): 500_000}
+
+
+def build_agent(algo: str, config_name: str, steps: int, buffer: int | None):
+    """The kitae agent configured as the named peer configuration."""
+    template = gym.make("CartPole-v1")
+    if algo == "ppo":
+        if config_name == "purejaxrl":
+            n_envs, n_steps, epochs, minibatches, lr, anneal = 4, 128, 4, 4, 2.5e-4, True
+        else:
+            n_envs, n_steps, epochs, minibatches, lr, anneal = 5, 100, 5, 5, 7.5e-4, False
+        params = PPOParams(gamma=0.99, gae_lambda=0.95, clip_eps=0.2, entropy_coef=0.01,
+                           value_coef=0.5, hidden_sizes=(64, 64), activation="tanh")
+        update = cfg.UpdateConfig(learning_rate=lr, learning_rate_annealing=anneal,
+                                  max_grad_norm=0.5, max_buffer_size=n_envs * n_steps,
+                                  batch_size=n_envs * n_steps // minibatches, n_epochs=epochs)
+        agent_cls = PPO
+    else:
+        if config_name != "purejaxrl":
+            raise SystemExit("--algo dqn supports --config purejaxrl")
+        n_envs = 10
+        params = DQNParams(gamma=0.99, exploration_start=1.0, exploration_end=0.05,
+                           exploration_fraction=250_000 / steps, double_q=False, loss="mse",
+                           tau=1.0, target_update_period=50, skip_steps=10, start_step=10_000,
+                           hidden_sizes=(120, 84))
+        update = cfg.UpdateConfig(learning_rate=2.5e-4, max_buffer_size=buffer or 10_000,
+                                  batch_size=128, n_epochs=1)
+        agent_cls = DQN
+    config = agent_cls.default_config(template, n_env_steps=steps, algo_params=params,
+                                      update_cfg=update)
+    config.train_cfg.progress_bar = False
+    env = make_jax_env("CartPole-v1")
+    return agent_cls(f"{algo}-{config_name}", config_for_jax_env(config, env, n_envs)), env
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--algo", choices=("dqn", "ppo"), default="ppo")
+    parser.add_argument("--config", choices=("rejax", "purejaxrl"), default="purejaxrl")
+    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--buffer", type=int, default=None, help="DQN replay capacity")
+    parser.add_argument("--repeats", type=int, default=2)
+    args = parser.parse_args()
+    steps = args.steps or DEFAULT_STEPS[(args.algo, args.config)]
+
+    agent, env = build_agent(args.algo, args.config, steps, args.buffer)
+    train = make_agent_train(agent, env, steps)
+    keys = jax.vmap(jax.random.PRNGKey)(np.arange(args.seed, args.seed + args.seeds))
+    start = time.perf_counter()
+    compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
+    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(max(args.repeats, 1)):
+        start = time.perf_counter()
+        runner, metrics = compiled(keys)
+        jax.block_until_ready(runner)
+        times.append(time.perf_counter() - start)
+    train_s = min(times)
+
+    greedy = agent.act_fn(greedy=True)
+
+    def act(state, key, obs):
+        return greedy(state, key, obs, jax.numpy.zeros((), jax.numpy.int32), {})[0]
+
+    eval_keys = jax.vmap(jax.random.PRNGKey)(np.arange(args.seeds) + 777)
+    returns = jax.jit(jax.vmap(lambda s, k: evaluate_compiled(act, s, env, k, 128,
+                                                              to_env_action=agent.to_env_action)))(
+        runner.agent_state, eval_keys
+    )
+    per_seed = np.asarray(returns).mean(axis=1)
+    emit({
+        "system": "kitae",
+        "algo": args.algo,
+        "config": args.config,
+        "seeds": args.seeds,
+        "steps": int(train.n_iterations * train.steps_per_iteration),
+        "buffer": agent.config.update_cfg.max_buffer_size if args.algo == "dqn" else None,
+        "compile_s": round(compile_s, 3),
+        "train_s": round(train_s, 3),
+        "train_s_all": [round(t, 3) for t in times],
+        "sps": round(args.seeds * train.n_iterations * train.steps_per_iteration / train_s, 1),
+        "eval_mean": float(per_seed.mean()),
+        "eval_per_seed": [round(float(r), 2) for r in per_seed],
+    })
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,743 @@
+"""Agents: the four factories wired to buffers and a vectorized gymnasium training loop.
+
+An agent is built from four factories, each returning one pure function that is jitted once:
+
+* ``train_state_factory(key, config, *, preprocess_fn, tabulate) -> state``
+* ``explore_factory(config) -> explore_fn(state, key, observations, **hyper) -> (actions, log_probs)``
+* ``process_experience_factory(config) -> process_experience_fn(state, key, experience) -> batch``
+* ``update_step_factory(config) -> update_step_fn(state, key, batch) -> (state, info)``
+
+:class:`OffPolicyAgent` stores transitions in a :class:`~kitae.buffer.ReplayBuffer`; each update
+samples ``n_epochs`` fresh batches, processes them and takes one gradient step on each, all in
+one compiled call (``lax.scan``). :class:`OnPolicyAgent` collects a rollout ``[T, N, ...]``,
+processes it per env (``process_experience_fn`` sees one env's ``[T, ...]`` trajectory and is
+vmapped over envs, e.g. for GAE), then runs ``n_epochs`` shuffled passes of minibatches, also in
+one compiled call.
+
+The gymnasium loop does, per vector step, one jitted ``explore`` call, the env step, and numpy
+copies into a preallocated host buffer; nothing else is dispatched to JAX per step.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import dataclasses
+import functools
+import math
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from kitae.buffer import Experience, RolloutBuffer, make_replay_buffer
+from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, validate_config
+from kitae.envs.jax_env import is_jax_env
+from kitae.logger import Logger
+from kitae.modules.train_state import TrainState
+from kitae.schedules import off_policy_update_count, on_policy_update_count
+from kitae.types import AgentState, Info, PRNGKey
+
+KEY_POOL_SIZE = 4096
+"""Interaction keys are split this many at a time, in one jitted call."""
+
+
+class IAgent(abc.ABC):
+    """The agent interface."""
+
+    @abc.abstractmethod
+    def explore(self, observation: Any) -> tuple[jax.Array, jax.Array]:
+        """Actions (and their log-probabilities) for training, ``observation: [N, ...]``."""
+
+    @abc.abstractmethod
+    def select_action(self, observation: Any) -> tuple[jax.Array, jax.Array]:
+        """Greedy / deterministic actions for evaluation, ``observation: [N, ...]``."""
+
+    @abc.abstractmethod
+    def train(self, env: Any, n_env_steps: int | None = None) -> None:
+        """Trains on ``env`` for ``n_env_steps`` transitions."""
+
+
+def _split_pool(key: jax.Array) -> tuple[jax.Array, jax.Array]:
+    key, sub = jax.random.split(key)
+    return key, jax.random.split(sub, KEY_POOL_SIZE)
+
+
+_split_pool_jit = jax.jit(_split_pool)
+
+
+def config_to_dict(config: AlgoConfig) -> dict[str, Any]:
+    """A JSON-friendly view of a config (spaces as their ``repr``)."""
+
+    def convert(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+            out = {f.name: convert(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+            out["_type"] = type(obj).__qualname__
+            return out
+        if isinstance(obj, (list, tuple)):
+            return [convert(x) for x in obj]
+        if isinstance(obj, dict):
+            return {str(k): convert(v) for k, v in obj.items()}
+        if isinstance(obj, (int, float, str, bool)) or obj is None:
+            return obj
+        return repr(obj)
+
+    return convert(config)
+
+
+class EpisodeTracker:
+    """Per-env running episode return and length; records every finished episode."""
+
+    def __init__(self, n_envs: int, window: int = 20):
+        self.returns = np.zeros(n_envs, np.float64)
+        self.lengths = np.zeros(n_envs, np.int64)
+        self.recent_returns: deque[float] = deque(maxlen=window)
+        self.finished: list[tuple[float, int]] = []
+
+    def step(self, rewards: np.ndarray, ended: np.ndarray) -> list[tuple[float, int]]:
+        """Adds one vector step; returns the ``(return, length)`` of episodes that just ended."""
+        self.returns += rewards
+        self.lengths += 1
+        if not ended.any():
+            return []
+        done = []
+        for i in np.flatnonzero(ended):
+            done.append((float(self.returns[i]), int(self.lengths[i])))
+            self.recent_returns.append(float(self.returns[i]))
+        self.returns[ended] = 0.0
+        self.lengths[ended] = 0
+        self.finished.extend(done)
+        return done
+
+    @property
+    def recent_mean(self) -> float:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+
+
+def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
+    """Returns ``env`` if it is a vector env with same-step autoreset; wraps a plain env.
+
+    Raises:
+        ValueError: for a vector env whose autoreset mode is not ``SAME_STEP``: with next-step
+            autoreset every reset would produce a transition that crosses episodes.
+    """
+    if isinstance(env, gym.vector.VectorEnv):
+        mode = env.metadata.get("autoreset_mode", gym.vector.AutoresetMode.NEXT_STEP)
+        if mode != gym.vector.AutoresetMode.SAME_STEP:
+            raise ValueError(
+                f"env has autoreset_mode={mode}: kitae's loop needs "
+                "gymnasium.vector.AutoresetMode.SAME_STEP so that no stored transition crosses an "
+                "episode reset. Build it with kitae.envs.make.make_vec_env, or pass "
+                "vector_kwargs={'autoreset_mode': gymnasium.vector.AutoresetMode.SAME_STEP} to "
+                "gymnasium.make_vec."
+            )
+        return env
+    if isinstance(env, gym.Env):
+        return gym.vector.SyncVectorEnv(
+            [lambda: env], autoreset_mode=gym.vector.AutoresetMode.SAME_STEP
+        )
+    raise TypeError(f"env must be a gymnasium Env or VectorEnv, got {type(env).__name__}.")
+
+
+def true_next_observation(next_obs: np.ndarray, infos: dict, ended: np.ndarray) -> np.ndarray:
+    """``next_obs`` with the final observation of envs whose episode just ended (same-step reset)."""
+    if not ended.any():
+        return next_obs
+    real = np.array(next_obs, copy=True)
+    final_obs, mask = infos["final_obs"], infos["_final_obs"]
+    for i in np.flatnonzero(mask):
+        real[i] = final_obs[i]
+    return real
+
+
+class BaseAgent(IAgent):
+    """Wires the four factories to a buffer and the gymnasium training loop.
+
+    Args:
+        run_name: name of the run (used for the run directory and logs).
+        config: the full configuration; validated here.
+        train_state_factory: builds :attr:`state`.
+        explore_factory: builds :attr:`explore_fn` (jitted once).
+        process_experience_factory: builds the experience processing, compiled into the update.
+        update_step_factory: builds one gradient step, compiled into the update.
+        preprocess_fn: optional observation preprocessing handed to ``train_state_factory``.
+        tabulate: print the networks' parameter tables.
+        experience_type: the transition container the loop fills (an :class:`Experience`).
+        run_dir: parent directory of the run directory ``run_dir/run_name`` (config and logs);
+            ``None`` (default) writes nothing to disk.
+    """
+
+    algo_type: str = "base"
+
+    def __init__(
+        self,
+        run_name: str,
+        config: AlgoConfig,
+        train_state_factory: Callable[..., AgentState],
+        explore_factory: Callable[[AlgoConfig], Callable],
+        process_experience_factory: Callable[[AlgoConfig], Callable],
+        update_step_factory: Callable[[AlgoConfig], Callable],
+        *,
+        preprocess_fn: Callable | None = None,
+        tabulate: bool = False,
+        experience_type: type = Experience,
+        run_dir: str | Path | None = None,
+    ):
+        validate_config(config)
+        self.validate_config(config)
+        self.run_name = run_name
+        self.config = config
+        self.experience_type = experience_type
+        self.preprocess_fn = preprocess_fn
+
+        init_key, self._interact_key, self._update_key = jax.random.split(
+            jax.random.PRNGKey(config.seed), 3
+        )
+        self.train_state_factory = train_state_factory
+        self.explore_factory = explore_factory
+        self.process_experience_factory = process_experience_factory
+        self.update_step_factory = update_step_factory
+        self.state = train_state_factory(
+            init_key, config, preprocess_fn=preprocess_fn, tabulate=tabulate
+        )
+        self._acting_state = None
+        self.explore_fn = jax.jit(explore_factory(config))
+        self.process_experience_fn = process_experience_factory(config)
+        self.update_step_fn = update_step_factory(config)
+        self.update_fn = jax.jit(self.make_update_fn())
+
+        self._trace_key: jax.Array | None = None
+        self.hyperparams: dict[str, Any] = {}
+        self._key_pool = np.zeros((0, 2), np.uint32)
+        self._key_index = 0
+        self.env_steps = 0
+        self.n_updates = 0
+        self.last_info: Info = {}
+        self.tracker = EpisodeTracker(config.env_cfg.n_envs)
+        self._env_seeded = False
+        self.logger = Logger(None if run_dir is None else Path(run_dir) / run_name)
+        self.logger.write_config(config_to_dict(config))
+
+    @classmethod
+    def default_config(
+        cls,
+        env: gym.Env | gym.vector.VectorEnv,
+        *,
+        seed: int = 0,
+        n_env_steps: int | None = None,
+        algo_params: Any = None,
+        update_cfg: UpdateConfig | None = None,
+        train_cfg: TrainConfig | None = None,
+    ) -> AlgoConfig:
+        """A config for ``env`` with this agent's defaults (:attr:`params_type`,
+        :attr:`default_update_cfg`); any part can be replaced.
+
+        Raises:
+            TypeError: if the agent class declares no ``params_type`` and none is given.
+        """
+        if algo_params is None:
+            if cls.params_type is None:
+                raise TypeError(f"{cls.__name__} has no params_type: pass algo_params.")
+            algo_params = cls.params_type()
+        train_cfg = dataclasses.replace(train_cfg or TrainConfig())
+        if n_env_steps is not None:
+            train_cfg.n_env_steps = n_env_steps
+        return AlgoConfig(
+            seed=seed,
+            algo_params=algo_params,
+            update_cfg=dataclasses.replace(update_cfg or cls.default_update_cfg),
+            train_cfg=train_cfg,
+            env_cfg=EnvConfig.from_env(env),
+        )
+
+    params_type: type | None = None
+    """The algorithm's params dataclass (used by :meth:`default_config`)."""
+    default_update_cfg: UpdateConfig = UpdateConfig()
+    """Update settings used by :meth:`default_config`."""
+
+    # ---- hooks for subclasses -------------------------------------------------------------
+    def validate_config(self, config: AlgoConfig) -> None:
+        """Checks the parts of the config specific to this kind of agent."""
+
+    @abc.abstractmethod
+    def make_update_fn(self) -> Callable:
+        """Builds the pure function that one update call runs (jitted once in ``__init__``)."""
+
+    @abc.abstractmethod
+    def expected_updates(self, n_env_steps: int) -> int:
+        """How many update calls ``train(env, n_env_steps)`` will make."""
+
+    @abc.abstractmethod
+    def _store(self, experience: Experience) -> None:
+        """Stores one vector step and runs the updates that became due."""
+
+    # ---- interaction --------------------------------------------------------------------
+    def interact_keys(self, observation: Any) -> np.ndarray | jax.Array:
+        """A fresh PRNG key for one interaction step.
+
+        Keys are drawn from a pool that one jitted call splits :data:`KEY_POOL_SIZE` at a
+        time, so acting costs no eager ``jax.random`` dispatch per step. While the compiled
+        path traces :meth:`explore`, the traced key of that step is returned instead.
+        """
+        del observation
+        if self._trace_key is not None:
+            return self._trace_key
+        if self._key_index >= len(self._key_pool):
+            self._interact_key, pool = _split_pool_jit(self._interact_key)
+            self._key_pool = np.asarray(pool)
+            self._key_index = 0
+        key = self._key_pool[self._key_index]
+        self._key_index += 1
+        return key
+
+    @property
+    def acting_state(self) -> AgentState:
+        """:attr:`state` without optimizer states: what acting needs, cheaper to pass per step.
+
+        Every :class:`~kitae.modules.train_state.TrainState` in the state has its ``opt_state``
+        and ``tx`` removed; cached until the next update.
+        """
+        if self._acting_state is None:
+            self._acting_state = jax.tree.map(
+                lambda s: s.replace(opt_state=None, tx=None) if isinstance(s, TrainState) else s,
+                self.state,
+                is_leaf=lambda s: isinstance(s, TrainState),
+            )
+        return self._acting_state
+
+    def explore(self, observation: Any) -> tuple[jax.Array, jax.Array]:
+        """Calls ``explore_fn(acting_state, key, observation)``; override to pass hyperparameters."""
+        return self.explore_fn(self.acting_state, self.interact_keys(observation), observation)
+
+    def to_env_action(self, actions: np.ndarray) -> np.ndarray:
+        """Maps the actions the agent stores to the actions the env receives (identity here;
+        e.g. clipping or rescaling to the action bounds for continuous agents)."""
+        return actions
+
+    @contextlib.contextmanager
+    def tracing(self, state: AgentState, key: jax.Array, env_steps: jax.Array,
+                hyperparams: dict[str, Any] | None = None):
+        """Lets :meth:`explore` / :meth:`select_action` run inside a compiled program.
+
+        Within the context, :attr:`state` (and :attr:`acting_state`) is ``state``,
+        :attr:`env_steps` is the traced step counter, :meth:`interact_keys` returns ``key`` and
+        :attr:`hyperparams` holds the run's traced hyperparameters; everything is restored on
+        exit. This is how the compiled path uses an agent's own ``explore`` unchanged.
+        """
+        saved = (self.state, self._acting_state, self.env_steps, self._trace_key,
+                 self.hyperparams)
+        self.state, self._acting_state, self.env_steps = state, state, env_steps
+        self._trace_key, self.hyperparams = key, dict(hyperparams or {})
+        try:
+            yield self
+        finally:
+            (self.state, self._acting_state, self.env_steps, self._trace_key,
+             self.hyperparams) = saved
+
+    def act_fn(self, greedy: bool = False) -> Callable:
+        """A pure ``(state, key, observations, env_steps, hyperparams) -> (actions, log_probs)``
+        that runs this agent's :meth:`explore` (or :meth:`select_action` when ``greedy``)."""
+
+        def act(state, key, observations, env_steps, hyperparams):
+            with self.tracing(state, key, env_steps, hyperparams):
+                method = self.select_action if greedy else self.explore
+                return method(observations)
+
+        return act
+
+    # ---- training -----------------------------------------------------------------------
+    def _check_env(self, env: gym.vector.VectorEnv) -> None:
+        cfg = self.config.env_cfg
+        if env.num_envs != cfg.n_envs:
+            raise ValueError(
+                f"env_cfg.n_envs={cfg.n_envs} but the env has {env.num_envs} envs; build the "
+                "config with kitae.config.EnvConfig.from_env(env)."
+            )
+        obs_space = env.single_observation_space
+        if getattr(obs_space, "shape", None) != getattr(cfg.observation_space, "shape", None):
+            raise ValueError(
+                f"env_cfg.observation_space has shape {cfg.observation_space.shape} but the env's "
+                f"observations have shape {obs_space.shape}; the networks were built for the "
+                "former: rebuild the agent with the env's spaces."
+            )
+        if env.single_action_space != cfg.action_space:
+            raise ValueError(
+                f"env_cfg.action_space={cfg.action_space} differs from the env's action space "
+                f"{env.single_action_space}; rebuild the agent with the env's spaces."
+            )
+
+    def train(
+        self,
+        env: gym.Env | gym.vector.VectorEnv,
+        n_env_steps: int | None = None,
+        *,
+        progress_bar: bool | None = None,
+    ) -> dict[str, Any]:
+        """Trains for ``n_env_steps`` transitions (default ``config.train_cfg.n_env_steps``).
+
+        Args:
+            env: a gymnasium vector env with same-step autoreset (see
+                :func:`kitae.envs.make.make_vec_env`), a single gymnasium env, or a JAX-native
+                env (a gymnax env or :class:`~kitae.envs.jax_env.JaxEnv`), which trains on the
+                compiled path (:func:`kitae.compiled.train_agent_compiled`).
+            n_env_steps: transitions to collect, summed over envs.
+            progress_bar: override ``config.train_cfg.progress_bar``.
+
+        Returns:
+            A summary: ``env_steps``, ``n_updates``, ``episodes`` and ``train_s``.
+
+        Raises:
+            ValueError: if the env does not match the config, or the run would perform no update.
+        """
+        n_env_steps = self.config.train_cfg.n_env_steps if n_env_steps is None else n_env_steps
+        if isinstance(n_env_steps, bool) or not isinstance(n_env_steps, int) or n_env_steps < 1:
+            raise ValueError(f"n_env_steps={n_env_steps!r} is invalid: it must be an integer >= 1.")
+        if is_jax_env(env):
+            from kitae.compiled import train_agent_compiled
+
+            return train_agent_compiled(self, env, n_env_steps, progress_bar=progress_bar)
+        env = as_vector_env(env)
+        self._check_env(env)
+        if self.expected_updates(n_env_steps) == 0:
+            raise ValueError(self._zero_update_message(n_env_steps))
+        if n_env_steps != self.config.train_cfg.n_env_steps and (
+            self.config.update_cfg.learning_rate_annealing
+        ):
+            warnings.warn(
+                f"train(n_env_steps={n_env_steps}) differs from train_cfg.n_env_steps="
+                f"{self.config.train_cfg.n_env_steps}, over which the learning rate is annealed.",
+                stacklevel=2,
+            )
+
+        n_envs = env.num_envs
+        if self._env_seeded:
+            obs, _ = env.reset()
+        else:
+            obs, _ = env.reset(seed=self.config.seed)
+            self._env_seeded = True
+        show = self.config.train_cfg.progress_bar if progress_bar is None else progress_bar
+        n_vector_steps = math.ceil(n_env_steps / n_envs)
+        refresh = max(1, n_vector_steps // 200)
+        log_every = max(1, self.config.train_cfg.log_frequency // n_envs)
+        bar = tqdm(total=n_vector_steps * n_envs, unit="step", disable=not show, mininterval=0.5)
+        start_updates, start = self.n_updates, time.perf_counter()
+        last_time, last_steps = start, self.env_steps
+        for i in range(1, n_vector_steps + 1):
+            actions, log_probs = self.explore(obs)
+            actions = np.asarray(actions)
+            next_obs, rewards, terminated, truncated, infos = env.step(self.to_env_action(actions))
+            ended = np.logical_or(terminated, truncated)
+            for ep_return, ep_length in self.tracker.step(rewards, ended):
+                self.logger.log("episodes", self.env_steps + n_envs,
+                                {"return": ep_return, "length": ep_length})
+            self.env_steps += n_envs
+            self._store(
+                self.experience_type(
+                    observation=obs,
+                    action=actions,
+                    reward=rewards,
+                    done=terminated,
+                    next_observation=true_next_observation(next_obs, infos, ended),
+                    log_prob=np.asarray(log_probs),
+                    truncated=truncated,
+                )
+            )
+            obs = next_obs
+            if i % log_every == 0 and self.last_info:
+                self.logger.log("train", self.env_steps, self.last_info)
+            if i % refresh == 0 or i == n_vector_steps:
+                now = time.perf_counter()
+                sps = (self.env_steps - last_steps) / max(now - last_time, 1e-9)
+                last_time, last_steps = now, self.env_steps
+                bar.update(refresh * n_envs if i % refresh == 0 else (i % refresh) * n_envs)
+                bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{self.tracker.recent_mean:.1f}",
+                                refresh=False)
+        bar.close()
+        self.logger.flush()
+        return {
+            "env_steps": self.env_steps,
+            "n_updates": self.n_updates - start_updates,
+            "episodes": len(self.tracker.finished),
+            "train_s": time.perf_counter() - start,
+        }
+
+    def _run_update(self, data: Any) -> None:
+        self.state, self._update_key, info = self.update_fn(self.state, data, self._update_key)
+        self._acting_state = None
+        self.n_updates += 1
+        self.last_info = info
+
+    def _zero_update_message(self, n_env_steps: int) -> str:
+        return f"train(n_env_steps={n_env_steps}) would perform zero updates."
+
+    # ---- evaluation helpers ---------------------------------------------------------------
+    @property
+    def episode_returns(self) -> list[float]:
+        """Returns of every episode finished during training, in order."""
+        return [r for r, _ in self.tracker.finished]
+
+
+class OffPolicyAgent(BaseAgent):
+    """An agent that learns from a replay buffer.
+
+    Schedule (from ``algo_params``): after ``start_step`` transitions (``-1``: as soon as the
+    buffer holds ``batch_size``), one update every ``skip_steps`` transitions; an update takes
+    ``update_cfg.n_epochs`` gradient steps, each on a fresh uniform sample of ``batch_size``.
+    """
+
+    algo_type = "off_policy"
+    STAGING_STEPS = 64
+    """Vector steps staged on the host before one in-place write to the replay buffer."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.buffer_state = None
+        self._staging = RolloutBuffer(min(self.STAGING_STEPS, self.replay_buffer.slots_per_env))
+        staged = self._staging.n_steps
+        buffer = self.replay_buffer
+
+        def add_staged(buffer_state, experience, count):
+            valid = jnp.broadcast_to(
+                (jnp.arange(staged) < count)[:, None], (staged, buffer.n_envs)
+            )
+            return buffer.add_batch(buffer_state, experience, valid)
+
+        self._add_staged = jax.jit(add_staged, donate_argnums=0)
+        self._ticks = 0
+
+    @functools.cached_property
+    def replay_buffer(self):
+        """The :class:`~kitae.buffer.ReplayBuffer` (its state is :attr:`buffer_state`)."""
+        cfg = self.config
+        return make_replay_buffer(cfg.update_cfg.max_buffer_size, cfg.env_cfg.n_envs)
+
+    @property
+    def skip_steps(self) -> int:
+        return int(getattr(self.config.algo_params, "skip_steps", 1))
+
+    @property
+    def start_step(self) -> int:
+        return int(getattr(self.config.algo_params, "start_step", -1))
+
+    def validate_config(self, config: AlgoConfig) -> None:
+        u, e = config.update_cfg, config.env_cfg
+        for name, default in (("skip_steps", 1), ("start_step", -1)):
+            if not hasattr(config.algo_params, name):
+                warnings.warn(
+                    f"algo_params ({type(config.algo_params).__name__}) has no field {name!r}: "
+                    f"the update schedule uses {name}={default}.",
+                    stacklevel=3,
+                )
+        if u.batch_size > u.max_buffer_size:
+            raise ValueError(
+                f"update_cfg.batch_size={u.batch_size} is larger than update_cfg.max_buffer_size="
+                f"{u.max_buffer_size}: the replay buffer can never hold one batch, so the agent "
+                "would never update. Use batch_size <= max_buffer_size."
+            )
+        if u.max_buffer_size < e.n_envs:
+            raise ValueError(
+                f"update_cfg.max_buffer_size={u.max_buffer_size} is smaller than env_cfg.n_envs="
+                f"{e.n_envs}: the buffer needs one slot per env; raise max_buffer_size."
+            )
+
+    def expected_updates(self, n_env_steps: int) -> int:
+        def count(steps: int) -> int:
+            return off_policy_update_count(
+                steps,
+                self.config.env_cfg.n_envs,
+                self.skip_steps,
+                self.start_step,
+                self.config.update_cfg.batch_size,
+            )
+
+        return count(self.env_steps + n_env_steps) - count(self.env_steps)
+
+    def _zero_update_message(self, n_env_steps: int) -> str:
+        u, p = self.config.update_cfg, self.config.algo_params
+        return (
+            f"train(n_env_steps={n_env_steps}) would perform zero updates: learning starts after "
+            f"max(start_step={getattr(p, 'start_step', -1)}, batch_size={u.batch_size}) "
+            f"transitions and updates every skip_steps={self.skip_steps}. Collect more steps, "
+            "or lower start_step / batch_size / skip_steps."
+        )
+
+    def make_update_fn(self) -> Callable:
+        """``update(state, buffer_state, key) -> (state, key, info)``: ``n_epochs`` x
+        (sample, process, gradient step) in one ``lax.scan``; ``info`` is averaged."""
+        return make_off_policy_update(
+            self.replay_buffer,
+            self.process_experience_fn,
+            self.update_step_fn,
+            self.config.update_cfg.batch_size,
+            self.config.update_cfg.n_epochs,
+        )
+
+    def flush(self) -> None:
+        """Writes the staged transitions into the replay buffer (one in-place jitted call)."""
+        if self._staging.count == 0:
+            return
+        storage, count = self._staging.flush()
+        if self.buffer_state is None:
+            example = jax.tree.map(lambda x: jnp.asarray(x[0]), storage)
+            self.buffer_state = self.replay_buffer.init(example)
+        self.buffer_state = self._add_staged(self.buffer_state, storage, count)
+        # The staging storage is reused: make sure the copy into the buffer is done.
+        jax.block_until_ready(self.buffer_state)
+
+    def store_transition(self, experience: Experience) -> None:
+        """Stages one vector step (leaves ``[N, ...]``) for the replay buffer, without updating."""
+        self._staging.add(experience)
+        if self._staging.full:
+            self.flush()
+
+    def _store(self, experience: Experience) -> None:
+        self.store_transition(experience)
+        ticks = self.env_steps // self.skip_steps
+        due, self._ticks = ticks - self._ticks, ticks
+        if due <= 0:
+            return
+        first = max(self.start_step, self.config.update_cfg.batch_size, 1)
+        if self.env_steps < first:
+            return
+        self.flush()
+        for _ in range(due):
+            self._run_update(self.buffer_state)
+
+
+def make_off_policy_update(buffer, process_experience_fn, update_step_fn, batch_size, n_epochs):
+    """Builds ``update(state, buffer_state, key) -> (state, key, info)`` for off-policy agents.
+
+    Each of the ``n_epochs`` scan iterations samples ``batch_size`` transitions uniformly,
+    processes them and applies one ``update_step_fn``; ``info`` is averaged over iterations.
+    """
+
+    def update(state, buffer_state, key):
+        key, sub = jax.random.split(key)
+
+        def body(state, step_key):
+            k_sample, k_process, k_update = jax.random.split(step_key, 3)
+            batch = buffer.sample(buffer_state, k_sample, batch_size)
+            processed = process_experience_fn(state, k_process, batch)
+            return update_step_fn(state, k_update, processed)
+
+        state, infos = jax.lax.scan(body, state, jax.random.split(sub, n_epochs))
+        return state, key, jax.tree.map(jnp.mean, infos)
+
+    return update
+
+
+def make_on_policy_update(process_experience_fn, update_step_fn, batch_size, n_epochs):
+    """Builds ``update(state, rollout, key) -> (state, key, info)`` for on-policy agents.
+
+    ``rollout`` has leaves ``[T, N, ...]``. ``process_experience_fn`` is vmapped over envs (it
+    sees ``[T, ...]``), its output is flattened to ``[T * N, ...]``, then ``n_epochs`` passes of
+    shuffled minibatches of ``batch_size`` each apply one ``update_step_fn``.
+    """
+
+    def update(state, rollout, key):
+        key, k_process, k_epochs = jax.random.split(key, 3)
+        n_steps, n_envs = jax.tree.leaves(rollout)[0].shape[:2]
+        total = n_steps * n_envs
+        n_minibatches = total // batch_size
+        processed = jax.vmap(process_experience_fn, in_axes=(None, 0, 1), out_axes=1)(
+            state, jax.random.split(k_process, n_envs), rollout
+        )
+        flat = jax.tree.map(lambda x: x.reshape((total, *x.shape[2:])), processed)
+
+        def epoch(state, epoch_key):
+            k_perm, k_update = jax.random.split(epoch_key)
+            perm = jax.random.permutation(k_perm, total)[: n_minibatches * batch_size]
+            minibatches = jax.tree.map(
+                lambda x: x[perm].reshape((n_minibatches, batch_size, *x.shape[1:])), flat
+            )
+
+            def minibatch(state, inputs):
+                batch, step_key = inputs
+                return update_step_fn(state, step_key, batch)
+
+            return jax.lax.scan(
+                minibatch, state, (minibatches, jax.random.split(k_update, n_minibatches))
+            )
+
+        state, infos = jax.lax.scan(epoch, state, jax.random.split(k_epochs, n_epochs))
+        return state, key, jax.tree.map(jnp.mean, infos)
+
+    return update
+
+
+class OnPolicyAgent(BaseAgent):
+    """An agent that learns from fresh rollouts of ``max_buffer_size`` transitions
+    (``max_buffer_size // n_envs`` steps of every env), once per rollout."""
+
+    algo_type = "on_policy"
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rollout = RolloutBuffer(self.n_steps)
+
+    @property
+    def n_steps(self) -> int:
+        """Rollout length per env."""
+        return self.config.update_cfg.max_buffer_size // self.config.env_cfg.n_envs
+
+    def validate_config(self, config: AlgoConfig) -> None:
+        u, e = config.update_cfg, config.env_cfg
+        if u.max_buffer_size % e.n_envs:
+            raise ValueError(
+                f"update_cfg.max_buffer_size={u.max_buffer_size} (the rollout size) is not a "
+                f"multiple of env_cfg.n_envs={e.n_envs}; use n_steps * n_envs."
+            )
+        if u.batch_size > u.max_buffer_size or u.max_buffer_size % u.batch_size:
+            raise ValueError(
+                f"update_cfg.batch_size={u.batch_size} must divide the rollout size "
+                f"update_cfg.max_buffer_size={u.max_buffer_size} so that every transition is "
+                "used; pick a divisor."
+            )
+
+    def expected_updates(self, n_env_steps: int) -> int:
+        return on_policy_update_count(n_env_steps, self.config.update_cfg.max_buffer_size)
+
+    def _zero_update_message(self, n_env_steps: int) -> str:
+        return (
+            f"train(n_env_steps={n_env_steps}) would perform zero updates: one update needs a "
+            f"rollout of update_cfg.max_buffer_size={self.config.update_cfg.max_buffer_size} "
+            "transitions. Collect more steps or shorten the rollout."
+        )
+
+    def make_update_fn(self) -> Callable:
+        """``update(state, rollout, key) -> (state, key, info)`` (see :func:`make_on_policy_update`)."""
+        return make_on_policy_update(
+            self.process_experience_fn,
+            self.update_step_fn,
+            self.config.update_cfg.batch_size,
+            self.config.update_cfg.n_epochs,
+        )
+
+    def _store(self, experience: Experience) -> None:
+        self.rollout.add(experience)
+        if self.rollout.full:
+            storage, _ = self.rollout.flush()
+            self._run_update(storage)
+            # The rollout storage is reused: the update must have read it.
+            jax.block_until_ready(self.state)
+
+
+__all__ = [
+    "IAgent",
+    "BaseAgent",
+    "OffPolicyAgent",
+    "OnPolicyAgent",
+    "EpisodeTracker",
+    "PRNGKey",
+    "as_vector_env",
+    "make_off_policy_update",
+    "make_on_policy_update",
+]

@@ -1,0 +1,134 @@
+"""JAX-native environments (gymnax) behind one small pure interface.
+
+:class:`JaxEnv` exposes ``reset(key) -> (obs, state)`` and
+``step(key, state, action) -> JaxStep`` for a single env (vmap it for many). ``step`` resets
+the env when an episode ends and returns both the first observation of the next episode
+(``observation``) and the true last observation of the finished one (``next_observation``), with
+termination and time-limit truncation kept apart. It works with gymnax >= 1.0 (``step`` returns
+``obs, state, reward, terminated, truncated, info``) and, through the same adapter, with the
+older 5-tuple API (``obs, state, reward, done, info``) where truncation is recovered from the
+episode clock.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class JaxStep(NamedTuple):
+    """The result of :meth:`JaxEnv.step` for one env.
+
+    Attributes:
+        observation: the observation to act on next (after an automatic reset when the episode
+            ended).
+        state: the env state matching ``observation``.
+        reward: ``r_t``.
+        terminated: the episode reached a terminal state.
+        truncated: the episode hit its time limit (and did not terminate).
+        next_observation: the true observation after the action (the final one when it ended).
+    """
+
+    observation: Any
+    state: Any
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_observation: Any
+
+
+def _to_gym_space(space: Any) -> gym.Space:
+    """Converts a gymnax Discrete/Box space to its gymnasium counterpart."""
+    if hasattr(space, "n") and not hasattr(space, "low"):
+        return gym.spaces.Discrete(int(space.n))
+    if hasattr(space, "low") and hasattr(space, "high"):
+        shape = tuple(space.shape)
+        low = np.broadcast_to(np.asarray(space.low, np.float32), shape)
+        high = np.broadcast_to(np.asarray(space.high, np.float32), shape)
+        return gym.spaces.Box(low, high, shape, np.float32)
+    raise ValueError(f"unsupported JAX env space {space!r}: use Discrete or Box spaces.")
+
+
+class JaxEnv:
+    """A gymnax environment (either step API) as pure single-env ``reset`` / ``step``.
+
+    Args:
+        env: a gymnax ``Environment``.
+        params: its ``EnvParams`` (default: ``env.default_params``).
+        name: the env id, for configs and logs.
+    """
+
+    def __init__(self, env: Any, params: Any = None, name: str | None = None):
+        if not (hasattr(env, "step_env") and hasattr(env, "reset_env")):
+            raise TypeError(
+                f"{type(env).__name__} is not a gymnax environment: it needs step_env and "
+                "reset_env."
+            )
+        self.env = env
+        self.params = env.default_params if params is None else params
+        self.name = name or getattr(env, "name", type(env).__name__)
+        # gymnax >= 1.0 splits time-limit truncation out of step_env (is_truncated).
+        self.legacy_api = not hasattr(env, "is_truncated")
+
+    @property
+    def observation_space(self) -> gym.Space:
+        return _to_gym_space(self.env.observation_space(self.params))
+
+    @property
+    def action_space(self) -> gym.Space:
+        return _to_gym_space(self.env.action_space(self.params))
+
+    def reset(self, key: jax.Array) -> tuple[Any, Any]:
+        """``(observation, state)`` of a fresh episode."""
+        return self.env.reset_env(key, self.params)
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array) -> JaxStep:
+        """One transition, resetting automatically at the end of an episode."""
+        key_step, key_reset = jax.random.split(key)
+        next_obs, next_state, reward, done, _ = self.env.step_env(
+            key_step, state, action, self.params
+        )
+        done = jnp.asarray(done, bool)
+        if self.legacy_api:
+            # 5-tuple API: ``done`` includes the time limit; recover it from the clock.
+            truncated = done & (next_state.time >= self.params.max_steps_in_episode)
+            terminated = done & ~truncated
+        else:
+            terminated = done
+            truncated = jnp.asarray(self.env.is_truncated(next_state, self.params), bool)
+            truncated = truncated & ~terminated
+        ended = terminated | truncated
+        reset_obs, reset_state = self.env.reset_env(key_reset, self.params)
+        state_out = jax.tree.map(lambda r, s: jax.lax.select(ended, r, s), reset_state, next_state)
+        obs_out = jax.tree.map(lambda r, s: jax.lax.select(ended, r, s), reset_obs, next_obs)
+        return JaxStep(obs_out, state_out, jnp.asarray(reward, jnp.float32), terminated,
+                       truncated, next_obs)
+
+
+def make_jax_env(env: str | Any, params: Any = None) -> JaxEnv:
+    """A :class:`JaxEnv` from a gymnax id (e.g. ``"CartPole-v1"``), a gymnax env or a JaxEnv.
+
+    Raises:
+        ImportError: if gymnax is needed and not installed (``pip install 'kitae[jax-envs]'``).
+    """
+    if isinstance(env, JaxEnv):
+        return env
+    if isinstance(env, str):
+        try:
+            import gymnax
+        except ImportError as err:
+            raise ImportError(
+                "JAX-native envs need gymnax: pip install 'kitae[jax-envs]'."
+            ) from err
+        gymnax_env, default_params = gymnax.make(env)
+        return JaxEnv(gymnax_env, default_params if params is None else params, name=env)
+    return JaxEnv(env, params)
+
+
+def is_jax_env(env: Any) -> bool:
+    """Whether ``env`` is a JaxEnv or a gymnax environment (rather than a gymnasium one)."""
+    return isinstance(env, JaxEnv) or (hasattr(env, "step_env") and hasattr(env, "reset_env"))

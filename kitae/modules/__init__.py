@@ -1,0 +1,1 @@
+"""Networks, parameter initialisation and the agent TrainState."""

@@ -1,0 +1,117 @@
+"""Actor-critic networks and the action distributions they parameterise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import distrax
+import flax.linen as nn
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from kitae.modules.modules import MLP, SQRT2
+
+
+class ActorCritic(nn.Module):
+    """Policy and value heads over separate or shared MLP torsos.
+
+    Returns ``(policy_output, value)``: for discrete actions ``policy_output`` is the logits
+    ``[B, n_actions]``; for continuous actions it is ``(mean [B, A], log_std [B, A])`` with a
+    state-independent ``log_std`` parameter (or a state-dependent head when
+    ``state_dependent_std``). Orthogonal initialisation as in "What Matters in On-Policy RL",
+    Andrychowicz et al., 2021.
+
+    Attributes:
+        action_dim: number of discrete actions, or the continuous action dimension.
+        discrete: whether actions are discrete.
+        hidden_sizes: torso widths.
+        activation: torso activation.
+        shared_encoder: one torso for both heads.
+        state_dependent_std: continuous only: predict ``log_std`` from the torso.
+        log_std_init: continuous only: initial ``log_std``.
+        preprocess_fn: applied to observations first.
+    """
+
+    action_dim: int
+    discrete: bool
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    shared_encoder: bool = False
+    state_dependent_std: bool = False
+    log_std_init: float = 0.0
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+
+    @nn.compact
+    def __call__(self, observations: jax.Array):
+        x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
+        torso = lambda: MLP(self.hidden_sizes, self.activation, kernel_scale=SQRT2)  # noqa: E731
+        actor_x = torso()(x)
+        critic_x = actor_x if self.shared_encoder else torso()(x)
+        value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(critic_x)[..., 0]
+        head = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01))(actor_x)
+        if self.discrete:
+            return head, value
+        if self.state_dependent_std:
+            log_std = nn.Dense(
+                self.action_dim,
+                kernel_init=nn.initializers.orthogonal(0.01),
+                bias_init=nn.initializers.constant(self.log_std_init),
+            )(actor_x)
+        else:
+            log_std = self.param(
+                "log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,)
+            )
+            log_std = jnp.broadcast_to(log_std, head.shape)
+        return (head, log_std), value
+
+
+def action_distribution(policy_output, discrete: bool) -> distrax.Distribution:
+    """The distribution of :class:`ActorCritic`'s policy output (Categorical or diagonal Normal)."""
+    if discrete:
+        return distrax.Categorical(logits=policy_output)
+    mean, log_std = policy_output
+    return distrax.MultivariateNormalDiag(mean, jnp.exp(log_std))
+
+
+def actor_critic_factory(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    hidden_sizes: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    shared_encoder: bool = False,
+    state_dependent_std: bool = False,
+    log_std_init: float = 0.0,
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+) -> ActorCritic:
+    """Builds an :class:`ActorCritic` for a Discrete or 1-D Box ``action_space``.
+
+    Raises:
+        ValueError: for any other action space.
+    """
+    del observation_space
+    if isinstance(action_space, gym.spaces.Discrete):
+        action_dim, discrete = int(action_space.n), True
+    elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
+            raise ValueError(
+                f"env_cfg.action_space={action_space} has infinite bounds; wrap the env with "
+                "gymnasium.wrappers.ClipAction or give it finite bounds."
+            )
+        action_dim, discrete = int(action_space.shape[0]), False
+    else:
+        raise ValueError(
+            f"env_cfg.action_space={action_space} is not supported: use Discrete or a 1-D Box."
+        )
+    return ActorCritic(
+        action_dim,
+        discrete,
+        tuple(hidden_sizes),
+        activation,
+        shared_encoder,
+        state_dependent_std,
+        log_std_init,
+        preprocess_fn,
+    )

@@ -1,0 +1,78 @@
+"""Return and advantage targets over time.
+
+Conventions (rlax-style): ``r_t`` is the reward of transition ``t``; ``terminated_t`` /
+``truncated_t`` say that the episode ended after transition ``t``; ``v_tp1`` is the value of the
+transition's true next observation (the final observation when the episode ended). Truncation
+bootstraps (``v_tp1`` is used) but stops the recursion into the next episode; termination does
+neither.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def compute_td_targets(r_t: jax.Array, discount_t: jax.Array, v_tp1: jax.Array) -> jax.Array:
+    """One-step TD targets ``r_t + discount_t * v_tp1``.
+
+    Args:
+        r_t: rewards, any shape ``[...]``.
+        discount_t: ``gamma * (1 - terminated_t)``, same shape.
+        v_tp1: bootstrap values of the next observations, same shape.
+
+    Returns:
+        Targets of the same shape, with gradients stopped.
+    """
+    chex.assert_equal_shape([r_t, discount_t, v_tp1])
+    return jax.lax.stop_gradient(r_t + discount_t * v_tp1)
+
+
+def compute_gae(
+    r_t: jax.Array,
+    v_t: jax.Array,
+    v_tp1: jax.Array,
+    terminated_t: jax.Array,
+    truncated_t: jax.Array,
+    gamma: float,
+    gae_lambda: float,
+) -> tuple[jax.Array, jax.Array]:
+    """Generalized advantage estimation over one trajectory, time-major.
+
+    Written here rather than with ``rlax.truncated_generalized_advantage_estimation`` because
+    that takes one value sequence ``v[0..T]`` and so cannot bootstrap a time-limit truncation
+    from the final observation's value while starting the next episode from the reset value.
+
+    See "High-Dimensional Continuous Control Using Generalized Advantage Estimation",
+    Schulman et al., 2016.
+
+    Args:
+        r_t: rewards ``[T]``.
+        v_t: values of the observations ``[T]``.
+        v_tp1: values of the true next observations ``[T]``.
+        terminated_t: ``[T]``, 1 where the episode terminated after step ``t``.
+        truncated_t: ``[T]``, 1 where the episode was truncated after step ``t``.
+        gamma: discount.
+        gae_lambda: GAE lambda (0: one-step TD, 1: Monte-Carlo with bootstrap).
+
+    Returns:
+        ``(advantages [T], returns [T])`` with ``returns = advantages + v_t``, gradients stopped.
+    """
+    chex.assert_rank([r_t, v_t, v_tp1, terminated_t, truncated_t], 1)
+    chex.assert_equal_shape([r_t, v_t, v_tp1, terminated_t, truncated_t])
+    not_terminated = 1.0 - terminated_t.astype(r_t.dtype)
+    not_ended = not_terminated * (1.0 - truncated_t.astype(r_t.dtype))
+    deltas = r_t + gamma * not_terminated * v_tp1 - v_t
+    decays = gamma * gae_lambda * not_ended
+
+    def step(next_advantage, inputs):
+        delta, decay = inputs
+        advantage = delta + decay * next_advantage
+        return advantage, advantage
+
+    _, advantages = jax.lax.scan(
+        step, jnp.zeros((), r_t.dtype), (deltas, decays), reverse=True
+    )
+    advantages = jax.lax.stop_gradient(advantages)
+    return advantages, jax.lax.stop_gradient(advantages + v_t)

@@ -1,0 +1,432 @@
+"""Tests for kitae.buffer: Experience, ReplayBuffer (make_replay_buffer) and RolloutBuffer."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from kitae.buffer import Experience, ReplayBufferState, RolloutBuffer, make_replay_buffer
+
+OBS_DIM = 2
+
+
+def vector_step(step: int, n_envs: int) -> Experience:
+    """One vector step whose transitions carry the unique id ``reward = step * 10 + env``."""
+    ids = np.arange(n_envs, dtype=np.float32) + 10.0 * step
+    return Experience(
+        observation=np.stack([ids, -ids], axis=-1),
+        action=np.full((n_envs,), step, np.int32),
+        reward=ids,
+        done=(np.arange(n_envs) + step) % 2 == 0,
+        next_observation=np.stack([ids + 0.5, -ids - 0.5], axis=-1),
+    )
+
+
+def stacked_steps(steps, n_envs: int) -> Experience:
+    """Vector steps ``steps`` stacked along a leading axis: leaves ``[K, N, ...]``."""
+    return jax.tree.map(lambda *xs: np.stack(xs), *[vector_step(s, n_envs) for s in steps])
+
+
+# Jitted entry points (the buffer is static: it only holds sizes) keep the tests fast: eager
+# calls would compile every primitive separately.
+jit_add = jax.jit(lambda buffer, *args: buffer.add(*args), static_argnums=0)
+jit_add_batch = jax.jit(lambda buffer, *args: buffer.add_batch(*args), static_argnums=0)
+jit_sample = jax.jit(
+    lambda buffer, state, key, batch_size: buffer.sample(state, key, batch_size),
+    static_argnums=(0, 3),
+)
+
+
+def fill(buffer, n_steps: int, valid=None) -> ReplayBufferState:
+    """Adds vector steps ``0 .. n_steps - 1`` one at a time; ``valid[step]`` is that step's mask."""
+    state = buffer.init(vector_step(0, buffer.n_envs))
+    if valid is None:
+        valid = np.ones((n_steps, buffer.n_envs), bool)
+    for step in range(n_steps):
+        state = jit_add(buffer, state, vector_step(step, buffer.n_envs), valid[step])
+    return state
+
+
+def expected_ids(n_steps: int, n_envs: int, slots: int, valid=None) -> list[list[float]]:
+    """Per env, the ids a ring of ``slots`` slots must hold: the last ``slots`` valid ones."""
+    valid = np.ones((n_steps, n_envs), bool) if valid is None else np.asarray(valid)
+    out = []
+    for env in range(n_envs):
+        written = [step * 10.0 + env for step in range(n_steps) if valid[step, env]]
+        out.append(written[-slots:])
+    return out
+
+
+# ---- ReplayBuffer: layout and writes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("capacity", "n_envs", "slots"),
+    [(12, 3, 4), (10, 3, 3), (5, 1, 5), (4, 4, 1)],
+    ids=["divisible", "capacity-not-multiple-of-envs", "single-env", "one-slot-per-env"],
+)
+def test_replay_init_allocates_time_major_zeroed_storage(capacity, n_envs, slots):
+    buffer = make_replay_buffer(capacity, n_envs)
+    assert buffer.slots_per_env == slots
+
+    state = buffer.init(vector_step(3, n_envs))
+
+    assert state.data.observation.shape == (slots, n_envs, OBS_DIM)
+    assert state.data.reward.shape == (slots, n_envs)
+    assert state.data.action.shape == (slots, n_envs)
+    assert state.data.action.dtype == jnp.int32
+    assert state.data.done.dtype == jnp.bool_
+    assert not np.any(np.asarray(state.data.reward))
+    np.testing.assert_array_equal(state.position, np.zeros(n_envs))
+    np.testing.assert_array_equal(state.size, np.zeros(n_envs))
+    assert state.position.dtype == jnp.int32 and state.size.dtype == jnp.int32
+
+
+def test_replay_init_keeps_none_fields_empty():
+    buffer = make_replay_buffer(8, 2)
+    state = buffer.init(vector_step(0, 2))
+    assert state.data.log_prob is None
+    assert state.data.truncated is None
+    assert state.data.value is None
+
+
+def test_replay_init_rejects_example_with_wrong_number_of_envs():
+    buffer = make_replay_buffer(8, 2)
+    with pytest.raises(ValueError, match="3 envs"):
+        buffer.init(vector_step(0, 3))
+
+
+def test_replay_add_one_vector_step_writes_slot_zero_of_every_env():
+    buffer = make_replay_buffer(12, 3)
+    state = buffer.init(vector_step(0, 3))
+    step = vector_step(7, 3)
+
+    state = jit_add(buffer, state, step, None)
+
+    np.testing.assert_array_equal(state.data.reward[0], step.reward)
+    np.testing.assert_array_equal(state.data.observation[0], step.observation)
+    np.testing.assert_array_equal(state.data.action[0], step.action)
+    np.testing.assert_array_equal(state.data.done[0], step.done)
+    np.testing.assert_array_equal(state.data.next_observation[0], step.next_observation)
+    assert not np.any(np.asarray(state.data.reward[1:]))
+    np.testing.assert_array_equal(state.position, [1, 1, 1])
+    np.testing.assert_array_equal(state.size, [1, 1, 1])
+
+
+@pytest.mark.parametrize("k", [1, 3, 4], ids=["k1", "k3", "k-equals-slots"])
+def test_replay_add_batch_writes_k_steps_in_order(k):
+    buffer = make_replay_buffer(8, 2)  # 4 slots per env
+    state = buffer.init(vector_step(0, 2))
+
+    state = jit_add_batch(buffer, state, stacked_steps(range(k), 2), None)
+
+    for slot in range(k):
+        np.testing.assert_array_equal(state.data.reward[slot], [10.0 * slot, 10.0 * slot + 1])
+    assert not np.any(np.asarray(state.data.reward[k:]))
+    np.testing.assert_array_equal(state.position, [k % 4] * 2)
+    np.testing.assert_array_equal(state.size, [k] * 2)
+
+
+def test_replay_add_batch_matches_repeated_add():
+    buffer = make_replay_buffer(9, 3)
+    state_batch = buffer.init(vector_step(0, 3))
+    state_batch = jit_add_batch(buffer, state_batch, stacked_steps(range(2), 3), None)
+    state_batch = jit_add_batch(buffer, state_batch, stacked_steps(range(2, 5), 3), None)
+
+    state_single = fill(buffer, 5)
+
+    for a, b in zip(jax.tree.leaves(state_batch), jax.tree.leaves(state_single), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    ("n_steps", "position"),
+    [(5, 2), (6, 0), (7, 1), (11, 2)],
+    ids=["wrap-by-2", "wrap-exactly-twice", "wrap-by-1", "many-wraps"],
+)
+def test_replay_wraparound_keeps_last_t_steps_per_env_in_ring_order(n_steps, position):
+    buffer = make_replay_buffer(9, 3)  # T = 3
+    state = fill(buffer, n_steps)
+
+    np.testing.assert_array_equal(state.position, [position] * 3)
+    np.testing.assert_array_equal(state.size, [3] * 3)
+    for step in range(n_steps - 3, n_steps):
+        # step s lives in slot s % T: the ring order.
+        np.testing.assert_array_equal(
+            state.data.reward[step % 3], 10.0 * step + np.arange(3, dtype=np.float32)
+        )
+        np.testing.assert_array_equal(state.data.action[step % 3], [step] * 3)
+
+
+def test_replay_add_batch_wraps_around_within_one_call():
+    buffer = make_replay_buffer(6, 2)  # T = 3
+    state = buffer.init(vector_step(0, 2))
+    state = jit_add_batch(buffer, state, stacked_steps(range(2), 2), None)  # slots 0, 1
+    state = jit_add_batch(buffer, state, stacked_steps(range(2, 5), 2), None)  # slots 2, 0, 1
+
+    np.testing.assert_array_equal(state.data.reward[:, 0], [30.0, 40.0, 20.0])
+    np.testing.assert_array_equal(state.data.reward[:, 1], [31.0, 41.0, 21.0])
+    np.testing.assert_array_equal(state.position, [2, 2])
+    np.testing.assert_array_equal(state.size, [3, 3])
+
+
+def test_replay_invalid_entries_are_not_stored_and_positions_diverge():
+    buffer = make_replay_buffer(8, 2)  # T = 4
+    # env 0 valid every step, env 1 valid on odd steps only.
+    valid = np.array([[True, step % 2 == 1] for step in range(6)])
+    state = fill(buffer, 6, valid)
+
+    # env 0: 6 writes -> position 2, slots hold steps [4, 5, 2, 3].
+    np.testing.assert_array_equal(state.data.reward[:, 0], [40.0, 50.0, 20.0, 30.0])
+    # env 1: writes of steps 1, 3, 5 only -> slots 0..2, slot 3 untouched.
+    np.testing.assert_array_equal(state.data.reward[:, 1], [11.0, 31.0, 51.0, 0.0])
+    np.testing.assert_array_equal(state.position, [2, 3])
+    np.testing.assert_array_equal(state.size, [4, 3])
+
+
+def test_replay_add_batch_invalid_entries_in_the_middle_are_skipped():
+    buffer = make_replay_buffer(8, 2)  # T = 4
+    state = buffer.init(vector_step(0, 2))
+    valid = jnp.array([[True, False], [False, True], [True, True]])
+
+    state = jit_add_batch(buffer, state, stacked_steps(range(3), 2), valid)
+
+    np.testing.assert_array_equal(state.data.reward[:, 0], [0.0, 20.0, 0.0, 0.0])
+    np.testing.assert_array_equal(state.data.reward[:, 1], [11.0, 21.0, 0.0, 0.0])
+    np.testing.assert_array_equal(state.position, [2, 2])
+    np.testing.assert_array_equal(state.size, [2, 2])
+
+
+def test_replay_all_invalid_add_leaves_state_unchanged():
+    buffer = make_replay_buffer(6, 2)
+    state = fill(buffer, 2)
+    new = jit_add(buffer, state, vector_step(9, 2), jnp.zeros(2, bool))
+    for a, b in zip(jax.tree.leaves(state), jax.tree.leaves(new), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- ReplayBuffer: sampling --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n_steps", "valid_every"),
+    [(2, 1), (9, 1), (13, 2)],
+    ids=["partially-filled", "wrapped", "wrapped-with-invalid-entries"],
+)
+def test_replay_sample_returns_only_stored_transitions(n_steps, valid_every):
+    n_envs, slots = 3, 4
+    buffer = make_replay_buffer(n_envs * slots, n_envs)
+    valid = np.ones((n_steps, n_envs), bool)
+    valid[:, 2] = np.arange(n_steps) % valid_every == 0  # env 2 may skip steps
+    state = fill(buffer, n_steps, valid)
+    stored = expected_ids(n_steps, n_envs, slots, valid)
+    allowed = {i for env_ids in stored for i in env_ids}
+
+    batch = jit_sample(buffer, state, jax.random.PRNGKey(0), 512)
+
+    rewards = np.asarray(batch.reward)
+    assert rewards.shape == (512,)
+    assert set(rewards.tolist()) <= allowed
+    # every field of a sampled transition comes from the same stored transition
+    np.testing.assert_array_equal(batch.observation[:, 0], batch.reward)
+    np.testing.assert_array_equal(batch.next_observation[:, 0], batch.reward + 0.5)
+    np.testing.assert_array_equal(batch.action, np.floor(rewards / 10).astype(np.int32))
+
+
+def test_replay_sample_indices_point_to_stored_slots():
+    buffer = make_replay_buffer(8, 2)  # T = 4
+    valid = np.array([[True, step % 3 == 0] for step in range(6)])  # env 1 holds steps 0, 3
+    state = fill(buffer, 6, valid)
+
+    sample_indices = jax.jit(buffer.sample_indices, static_argnums=2)
+    slots, envs = sample_indices(state, jax.random.PRNGKey(3), 256)
+
+    assert slots.dtype == jnp.int32 and envs.dtype == jnp.int32
+    pairs = set(zip(np.asarray(slots).tolist(), np.asarray(envs).tolist(), strict=True))
+    assert pairs <= {(0, 0), (1, 0), (2, 0), (3, 0), (0, 1), (1, 1)}
+
+
+@pytest.mark.parametrize(
+    ("n_steps", "env1_every"),
+    [(8, 1), (6, 2), (2, 1)],
+    ids=["full-equal-sizes", "unequal-sizes", "partially-filled"],
+)
+def test_replay_sample_is_uniform_over_envs_and_time(n_steps, env1_every):
+    n_envs, slots, batch_size = 3, 4, 24_000
+    buffer = make_replay_buffer(n_envs * slots, n_envs)
+    valid = np.ones((n_steps, n_envs), bool)
+    valid[:, 1] = np.arange(n_steps) % env1_every == 0
+    state = fill(buffer, n_steps, valid)
+    stored = sorted(i for env_ids in expected_ids(n_steps, n_envs, slots, valid) for i in env_ids)
+
+    batch = jit_sample(buffer, state, jax.random.PRNGKey(42), batch_size)
+
+    values, counts = np.unique(np.asarray(batch.reward), return_counts=True)
+    assert values.tolist() == stored  # every stored transition is drawn
+    expected = batch_size / len(stored)
+    chi2 = float(np.sum((counts - expected) ** 2 / expected))
+    # dof = len(stored) - 1 <= 11; the 99.9% quantile of chi2(11) is 31.3.
+    assert chi2 < 31.3, (chi2, counts)
+
+
+def test_replay_sample_is_deterministic_given_key():
+    buffer = make_replay_buffer(8, 2)
+    state = fill(buffer, 5)
+    a = jit_sample(buffer, state, jax.random.PRNGKey(1), 64)
+    b = jit_sample(buffer, state, jax.random.PRNGKey(1), 64)
+    c = jit_sample(buffer, state, jax.random.PRNGKey(2), 64)
+    np.testing.assert_array_equal(a.reward, b.reward)
+    assert not np.array_equal(np.asarray(a.reward), np.asarray(c.reward))
+
+
+@pytest.mark.parametrize(
+    ("n_steps", "batch_size", "expected"),
+    [(0, 1, False), (1, 2, True), (1, 3, False), (4, 8, True), (10, 8, True), (10, 9, False)],
+    ids=["empty", "exactly-enough", "one-short", "just-full", "wrapped-enough",
+         "wrapped-never-enough"],
+)
+def test_replay_can_sample_counts_stored_transitions(n_steps, batch_size, expected):
+    buffer = make_replay_buffer(9, 2)  # T = 4, so at most 8 transitions are stored
+    state = fill(buffer, n_steps)
+    assert bool(buffer.can_sample(state, batch_size)) is expected
+
+
+# ---- ReplayBuffer: in-place updates and errors -------------------------------------------------
+
+
+def test_replay_add_under_jit_with_donation_reuses_storage():
+    buffer = make_replay_buffer(64, 2)
+    state = fill(buffer, 3)
+    add = jax.jit(buffer.add, donate_argnums=0)
+    pointer = state.data.observation.unsafe_buffer_pointer()
+
+    new = add(state, vector_step(3, 2))
+
+    assert state.data.observation.is_deleted()
+    assert state.data.reward.is_deleted()
+    assert new.data.observation.unsafe_buffer_pointer() == pointer
+    np.testing.assert_array_equal(new.data.reward[3], [30.0, 31.0])
+    np.testing.assert_array_equal(new.position, [4, 4])
+
+
+def test_replay_add_batch_under_jit_with_donation_deletes_input():
+    buffer = make_replay_buffer(64, 2)
+    state = buffer.init(vector_step(0, 2))
+    add_batch = jax.jit(buffer.add_batch, donate_argnums=0)
+
+    new = add_batch(state, stacked_steps(range(4), 2), jnp.ones((4, 2), bool))
+
+    assert state.data.reward.is_deleted()
+    np.testing.assert_array_equal(new.data.reward[:4, 1], [1.0, 11.0, 21.0, 31.0])
+
+
+@pytest.mark.parametrize(
+    ("capacity", "n_envs", "match"),
+    [(2, 3, "max_buffer_size=2 is smaller than n_envs=3"), (4, 0, "n_envs=0")],
+    ids=["capacity-below-n-envs", "zero-envs"],
+)
+def test_make_replay_buffer_rejects_invalid_sizes(capacity, n_envs, match):
+    with pytest.raises(ValueError, match=match):
+        make_replay_buffer(capacity, n_envs)
+
+
+def test_replay_add_batch_rejects_more_steps_than_slots():
+    buffer = make_replay_buffer(6, 2)  # T = 3
+    state = buffer.init(vector_step(0, 2))
+    with pytest.raises(ValueError, match="cannot add 4 steps"):
+        buffer.add_batch(state, stacked_steps(range(4), 2))
+
+
+# ---- RolloutBuffer -----------------------------------------------------------------------------
+
+
+def test_rollout_add_fills_rows_and_reports_full():
+    rollout = RolloutBuffer(3)
+    assert not rollout.full
+    for step in range(3):
+        rollout.add(vector_step(step, 2))
+        assert rollout.count == step + 1
+    assert rollout.full
+
+    storage, count = rollout.flush()
+
+    assert count == 3
+    assert rollout.count == 0 and not rollout.full
+    np.testing.assert_array_equal(storage.reward, [[0.0, 1.0], [10.0, 11.0], [20.0, 21.0]])
+    assert storage.observation.shape == (3, 2, OBS_DIM)
+
+
+def test_rollout_add_to_full_buffer_raises():
+    rollout = RolloutBuffer(2)
+    rollout.add(vector_step(0, 2))
+    rollout.add(vector_step(1, 2))
+    with pytest.raises(RuntimeError, match="full"):
+        rollout.add(vector_step(2, 2))
+
+
+def test_rollout_flush_reuses_storage_and_overwrites_rows():
+    rollout = RolloutBuffer(2)
+    rollout.add(vector_step(0, 2))
+    rollout.add(vector_step(1, 2))
+    first, _ = rollout.flush()
+    first_reward = first.reward
+
+    rollout.add(vector_step(5, 2))
+    second, count = rollout.flush()
+
+    assert count == 1
+    assert second.reward is first_reward  # the same preallocated array, not a copy
+    np.testing.assert_array_equal(second.reward, [[50.0, 51.0], [10.0, 11.0]])
+
+
+def test_rollout_add_copies_the_input():
+    rollout = RolloutBuffer(1)
+    step = vector_step(1, 2)
+    rollout.add(step)
+    step.reward[:] = -1.0
+    storage, _ = rollout.flush()
+    np.testing.assert_array_equal(storage.reward, [[10.0, 11.0]])
+
+
+def test_rollout_preserves_dtypes_shapes_and_none_fields():
+    rollout = RolloutBuffer(4)
+    experience = Experience(
+        observation=np.full((3, 2, 2), 7, np.uint8),
+        action=np.array([1, 2, 3], np.int64),
+        reward=np.array([0.5, 1.5, 2.5], np.float32),
+        done=np.array([True, False, True]),
+        next_observation=np.full((3, 2, 2), 9, np.uint8),
+        log_prob=jnp.array([-0.1, -0.2, -0.3], jnp.float32),
+    )
+    rollout.add(experience)
+    storage, _ = rollout.flush()
+
+    assert isinstance(storage, Experience)
+    assert storage.observation.dtype == np.uint8 and storage.observation.shape == (4, 3, 2, 2)
+    assert storage.action.dtype == np.int64 and storage.action.shape == (4, 3)
+    assert storage.reward.dtype == np.float32
+    assert storage.done.dtype == np.bool_
+    assert storage.log_prob.dtype == np.float32
+    np.testing.assert_allclose(storage.log_prob[0], [-0.1, -0.2, -0.3])
+    assert storage.truncated is None and storage.value is None
+    np.testing.assert_array_equal(storage.observation[0], experience.observation)
+
+
+def test_rollout_flush_before_add_raises():
+    with pytest.raises(RuntimeError, match="before any add"):
+        RolloutBuffer(2).flush()
+
+
+@pytest.mark.parametrize("n_steps", [0, -1], ids=["zero", "negative"])
+def test_rollout_rejects_non_positive_length(n_steps):
+    with pytest.raises(ValueError, match=f"n_steps={n_steps}"):
+        RolloutBuffer(n_steps)
+
+
+def test_experience_defaults_optional_fields_to_none():
+    experience = Experience(1, 2, 3, 4, 5)
+    assert experience.log_prob is None and experience.truncated is None
+    assert experience.value is None
+    assert jax.tree.leaves(experience) == [1, 2, 3, 4, 5]

@@ -1,0 +1,247 @@
+"""Tests for kitae.envs.jax_env: the pure reset/step adapter over gymnax environments."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import struct
+from gymnax.environments import spaces as gymnax_spaces
+
+from kitae.envs.jax_env import JaxEnv, JaxStep, is_jax_env, make_jax_env
+
+# ---- tiny gymnax-style envs ---------------------------------------------------------------------
+
+
+@struct.dataclass
+class CounterState:
+    time: jax.Array
+
+
+@struct.dataclass
+class CounterParams:
+    max_steps_in_episode: int = 3
+
+
+class _CounterBase:
+    """Observation ``[t]`` (steps since the reset), reward 1 per step, two actions.
+
+    ``action == 1`` terminates the episode. Subclasses add the time limit in either gymnax API.
+    """
+
+    @property
+    def default_params(self) -> CounterParams:
+        return CounterParams()
+
+    def reset_env(self, key, params):
+        del key
+        state = CounterState(time=jnp.zeros((), jnp.int32))
+        return self.get_obs(state), state
+
+    def get_obs(self, state):
+        return state.time.astype(jnp.float32)[None]
+
+    def observation_space(self, params):
+        return gymnax_spaces.Box(0.0, float(params.max_steps_in_episode), (1,), jnp.float32)
+
+    def action_space(self, params):
+        return gymnax_spaces.Discrete(2)
+
+
+class CounterEnv(_CounterBase):
+    """gymnax >= 1.0 API: ``step_env``'s done is termination only; ``is_truncated`` is the clock."""
+
+    def step_env(self, key, state, action, params):
+        del key
+        state = CounterState(time=state.time + 1)
+        terminated = jnp.asarray(action) == 1
+        return self.get_obs(state), state, jnp.float32(1.0), terminated, {}
+
+    def is_truncated(self, state, params):
+        return state.time >= params.max_steps_in_episode
+
+
+class LegacyCounterEnv(_CounterBase):
+    """Older 5-tuple API: no ``is_truncated``; ``step_env``'s done includes the time limit."""
+
+    def step_env(self, key, state, action, params):
+        del key
+        state = CounterState(time=state.time + 1)
+        done = (jnp.asarray(action) == 1) | (state.time >= params.max_steps_in_episode)
+        return self.get_obs(state), state, jnp.float32(1.0), done, {}
+
+
+def run_actions(env: JaxEnv, actions) -> JaxStep:
+    """Steps one env through ``actions`` (compiled scan); returns the stacked JaxSteps."""
+
+    def body(state, inputs):
+        key, action = inputs
+        step = env.step(key, state, action)
+        return step.state, step
+
+    _, state = env.reset(jax.random.PRNGKey(0))
+    actions = jnp.asarray(actions, jnp.int32)
+    keys = jax.random.split(jax.random.PRNGKey(1), len(actions))
+    _, steps = jax.jit(lambda s, k, a: jax.lax.scan(body, s, (k, a)))(state, keys, actions)
+    return jax.device_get(steps)
+
+
+# ---- gymnax CartPole ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cartpole():
+    return make_jax_env("CartPole-v1")
+
+
+def test_cartpole_reset_and_step_shapes(cartpole):
+    obs, state = jax.jit(cartpole.reset)(jax.random.PRNGKey(0))
+    assert obs.shape == (4,)
+    assert np.all(np.abs(np.asarray(obs)) <= 0.05)  # CartPole resets uniformly in [-0.05, 0.05]
+    step = jax.jit(cartpole.step)(jax.random.PRNGKey(1), state, jnp.int32(1))
+    assert isinstance(step, JaxStep)
+    assert step.observation.shape == (4,) and step.next_observation.shape == (4,)
+    assert step.reward.shape == () and step.reward.dtype == jnp.float32
+    assert step.terminated.shape == () and step.terminated.dtype == jnp.bool_
+    assert step.truncated.shape == () and step.truncated.dtype == jnp.bool_
+    assert float(step.reward) == 1.0
+    # no episode end: the next observation is the observation to act on
+    np.testing.assert_array_equal(step.observation, step.next_observation)
+    assert int(step.state.time) == 1
+
+    # vmapped over envs
+    keys = jax.random.split(jax.random.PRNGKey(2), 5)
+    obs_n, state_n = jax.vmap(cartpole.reset)(keys)
+    assert obs_n.shape == (5, 4)
+    step_n = jax.vmap(cartpole.step)(keys, state_n, jnp.ones(5, jnp.int32))
+    assert step_n.observation.shape == (5, 4) and step_n.reward.shape == (5,)
+
+
+def test_cartpole_episode_end_keeps_final_observation_and_resets(cartpole):
+    # Pushing right forever makes the pole fall within a few dozen steps.
+    steps = run_actions(cartpole, np.ones(60, np.int32))
+    ended = np.flatnonzero(steps.terminated)
+    assert len(ended) >= 1
+    t = ended[0]
+    assert not steps.truncated[t]
+    final = steps.next_observation[t]
+    # the final observation is out of bounds (x or theta), the reset one is a fresh start
+    assert abs(final[0]) > 2.4 or abs(final[2]) > 12 * 2 * np.pi / 360
+    assert np.all(np.abs(steps.observation[t]) <= 0.05)
+    assert int(steps.state.time[t]) == 0
+    assert not np.allclose(steps.observation[t], final)
+    # before the end the two observations agree and the clock runs
+    np.testing.assert_array_equal(steps.observation[:t], steps.next_observation[:t])
+    np.testing.assert_array_equal(steps.state.time[:t], np.arange(1, t + 1))
+
+
+def test_cartpole_time_limit_is_truncation(cartpole):
+    short = make_jax_env("CartPole-v1", cartpole.params.replace(max_steps_in_episode=5))
+    steps = run_actions(short, np.tile([0, 1], 6))  # balanced: the pole does not fall
+    np.testing.assert_array_equal(steps.terminated, np.zeros(12, bool))
+    expected = np.zeros(12, bool)
+    expected[[4, 9]] = True
+    np.testing.assert_array_equal(steps.truncated, expected)
+    assert int(steps.state.time[4]) == 0  # reset after the limit
+
+
+# ---- termination vs truncation ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("env_cls", [CounterEnv, LegacyCounterEnv], ids=["gymnax-1.0", "legacy"])
+def test_termination_and_truncation_are_kept_apart(env_cls):
+    env = JaxEnv(env_cls())
+    assert env.legacy_api == (env_cls is LegacyCounterEnv)
+    # 0,0,0 -> time limit at t=3; then 0,1 -> terminated at t=2; then 1 -> terminated at t=1
+    steps = run_actions(env, [0, 0, 0, 0, 1, 1, 0])
+    np.testing.assert_array_equal(steps.terminated, [0, 0, 0, 0, 1, 1, 0])
+    np.testing.assert_array_equal(steps.truncated, [0, 0, 1, 0, 0, 0, 0])
+    np.testing.assert_array_equal(steps.reward, np.ones(7, np.float32))
+    # next_observation is the true final observation, observation the reset one after an end
+    np.testing.assert_array_equal(steps.next_observation[:, 0], [1, 2, 3, 1, 2, 1, 1])
+    np.testing.assert_array_equal(steps.observation[:, 0], [1, 2, 0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(steps.state.time, [1, 2, 0, 1, 0, 0, 1])
+
+
+def test_termination_on_the_last_step_is_not_truncation():
+    # gymnax >= 1.0: terminated and truncated at once counts as terminated only
+    steps = run_actions(JaxEnv(CounterEnv()), [0, 0, 1])
+    np.testing.assert_array_equal(steps.terminated, [0, 0, 1])
+    np.testing.assert_array_equal(steps.truncated, [0, 0, 0])
+
+
+def test_legacy_truncation_comes_from_the_episode_clock():
+    params = CounterParams(max_steps_in_episode=2)
+    env = JaxEnv(LegacyCounterEnv(), params)
+    steps = run_actions(env, [0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(steps.truncated, [0, 1, 0, 1, 0])
+    np.testing.assert_array_equal(steps.terminated, np.zeros(5, bool))
+
+
+# ---- spaces and construction --------------------------------------------------------------------
+
+
+def test_spaces_are_gymnasium_spaces(cartpole):
+    obs_space, act_space = cartpole.observation_space, cartpole.action_space
+    assert isinstance(obs_space, gym.spaces.Box)
+    assert obs_space.shape == (4,) and obs_space.dtype == np.float32
+    assert obs_space.high[0] == pytest.approx(4.8)
+    assert isinstance(act_space, gym.spaces.Discrete) and act_space.n == 2
+
+    counter = JaxEnv(CounterEnv(), CounterParams(max_steps_in_episode=7))
+    assert counter.observation_space == gym.spaces.Box(0.0, 7.0, (1,), np.float32)
+    assert counter.action_space == gym.spaces.Discrete(2)
+    obs, _ = counter.reset(jax.random.PRNGKey(0))
+    assert counter.observation_space.contains(np.asarray(obs))
+
+
+def test_unsupported_space_raises():
+    class DictSpaceEnv(CounterEnv):
+        def observation_space(self, params):
+            return gymnax_spaces.Dict({"a": gymnax_spaces.Discrete(2)})
+
+    with pytest.raises(ValueError, match="unsupported"):
+        _ = JaxEnv(DictSpaceEnv()).observation_space
+
+
+def test_is_jax_env(cartpole):
+    import gymnax
+
+    gymnax_env, _ = gymnax.make("CartPole-v1")
+    assert is_jax_env(cartpole)
+    assert is_jax_env(gymnax_env)
+    assert is_jax_env(CounterEnv())
+    gym_env = gym.make("CartPole-v1")
+    try:
+        assert not is_jax_env(gym_env)
+    finally:
+        gym_env.close()
+    assert not is_jax_env(object())
+    assert not is_jax_env("CartPole-v1")
+
+
+def test_make_jax_env_accepts_ids_envs_and_jax_envs(cartpole):
+    import gymnax
+
+    assert cartpole.name == "CartPole-v1"
+    assert make_jax_env(cartpole) is cartpole
+    gymnax_env, params = gymnax.make("CartPole-v1")
+    wrapped = make_jax_env(gymnax_env)
+    assert isinstance(wrapped, JaxEnv) and wrapped.env is gymnax_env
+    assert wrapped.params == params
+    custom = make_jax_env(CounterEnv(), CounterParams(max_steps_in_episode=9))
+    assert custom.params.max_steps_in_episode == 9
+    assert make_jax_env(CounterEnv()).params == CounterParams()
+
+
+def test_make_jax_env_rejects_non_gymnax_objects():
+    gym_env = gym.make("CartPole-v1")
+    try:
+        with pytest.raises(TypeError, match="not a gymnax environment"):
+            make_jax_env(gym_env)
+    finally:
+        gym_env.close()
+    with pytest.raises(TypeError, match="not a gymnax environment"):
+        make_jax_env(object())
