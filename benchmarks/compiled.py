@@ -33,8 +33,11 @@ from kitae.algos import DQN, PPO, DQNParams, PPOParams
 from kitae.compiled import config_for_jax_env, evaluate_compiled, make_agent_train
 from kitae.envs.jax_env import make_jax_env
 
-DEFAULT_STEPS = {("ppo", "purejaxrl"): 500_000, ("ppo", "rejax"): 100_000,
-                 ("dqn", "purejaxrl"): 500_000}
+DEFAULT_STEPS = {
+    ("ppo", "purejaxrl"): 500_000,
+    ("ppo", "rejax"): 100_000,
+    ("dqn", "purejaxrl"): 500_000,
+}
 
 
 def build_agent(algo: str, config_name: str, steps: int, buffer: int | None):
@@ -45,25 +48,48 @@ def build_agent(algo: str, config_name: str, steps: int, buffer: int | None):
             n_envs, n_steps, epochs, minibatches, lr, anneal = 4, 128, 4, 4, 2.5e-4, True
         else:
             n_envs, n_steps, epochs, minibatches, lr, anneal = 5, 100, 5, 5, 7.5e-4, False
-        params = PPOParams(gamma=0.99, gae_lambda=0.95, clip_eps=0.2, entropy_coef=0.01,
-                           value_coef=0.5, hidden_sizes=(64, 64), activation="tanh")
-        update = cfg.UpdateConfig(learning_rate=lr, learning_rate_annealing=anneal,
-                                  max_grad_norm=0.5, max_buffer_size=n_envs * n_steps,
-                                  batch_size=n_envs * n_steps // minibatches, n_epochs=epochs)
+        params = PPOParams(
+            gamma=0.99,
+            gae_lambda=0.95,
+            clip_eps=0.2,
+            entropy_coef=0.01,
+            value_coef=0.5,
+            hidden_sizes=(64, 64),
+            activation="tanh",
+        )
+        update = cfg.UpdateConfig(
+            learning_rate=lr,
+            learning_rate_annealing=anneal,
+            max_grad_norm=0.5,
+            max_buffer_size=n_envs * n_steps,
+            batch_size=n_envs * n_steps // minibatches,
+            n_epochs=epochs,
+        )
         agent_cls = PPO
     else:
         if config_name != "purejaxrl":
             raise SystemExit("--algo dqn supports --config purejaxrl")
         n_envs = 10
-        params = DQNParams(gamma=0.99, exploration_start=1.0, exploration_end=0.05,
-                           exploration_fraction=250_000 / steps, double_q=False, loss="mse",
-                           tau=1.0, target_update_period=50, skip_steps=10, start_step=10_000,
-                           hidden_sizes=(120, 84))
-        update = cfg.UpdateConfig(learning_rate=2.5e-4, max_buffer_size=buffer or 10_000,
-                                  batch_size=128, n_epochs=1)
+        params = DQNParams(
+            gamma=0.99,
+            exploration_start=1.0,
+            exploration_end=0.05,
+            exploration_fraction=250_000 / steps,
+            double_q=False,
+            loss="mse",
+            tau=1.0,
+            target_update_period=50,
+            skip_steps=10,
+            start_step=10_000,
+            hidden_sizes=(120, 84),
+        )
+        update = cfg.UpdateConfig(
+            learning_rate=2.5e-4, max_buffer_size=buffer or 10_000, batch_size=128, n_epochs=1
+        )
         agent_cls = DQN
-    config = agent_cls.default_config(template, n_env_steps=steps, algo_params=params,
-                                      update_cfg=update)
+    config = agent_cls.default_config(
+        template, n_env_steps=steps, algo_params=params, update_cfg=update
+    )
     config.train_cfg.progress_bar = False
     env = make_jax_env("CartPole-v1")
     return agent_cls(f"{algo}-{config_name}", config_for_jax_env(config, env, n_envs)), env
@@ -101,25 +127,28 @@ def main() -> None:
         return greedy(state, key, obs, jax.numpy.zeros((), jax.numpy.int32), {})[0]
 
     eval_keys = jax.vmap(jax.random.PRNGKey)(np.arange(args.seeds) + 777)
-    returns = jax.jit(jax.vmap(lambda s, k: evaluate_compiled(act, s, env, k, 128,
-                                                              to_env_action=agent.to_env_action)))(
-        runner.agent_state, eval_keys
-    )
+    returns = jax.jit(
+        jax.vmap(
+            lambda s, k: evaluate_compiled(act, s, env, k, 128, to_env_action=agent.to_env_action)
+        )
+    )(runner.agent_state, eval_keys)
     per_seed = np.asarray(returns).mean(axis=1)
-    emit({
-        "system": "kitae",
-        "algo": args.algo,
-        "config": args.config,
-        "seeds": args.seeds,
-        "steps": int(train.n_iterations * train.steps_per_iteration),
-        "buffer": agent.config.update_cfg.max_buffer_size if args.algo == "dqn" else None,
-        "compile_s": round(compile_s, 3),
-        "train_s": round(train_s, 3),
-        "train_s_all": [round(t, 3) for t in times],
-        "sps": round(args.seeds * train.n_iterations * train.steps_per_iteration / train_s, 1),
-        "eval_mean": float(per_seed.mean()),
-        "eval_per_seed": [round(float(r), 2) for r in per_seed],
-    })
+    emit(
+        {
+            "system": "kitae",
+            "algo": args.algo,
+            "config": args.config,
+            "seeds": args.seeds,
+            "steps": int(train.n_iterations * train.steps_per_iteration),
+            "buffer": agent.config.update_cfg.max_buffer_size if args.algo == "dqn" else None,
+            "compile_s": round(compile_s, 3),
+            "train_s": round(train_s, 3),
+            "train_s_all": [round(t, 3) for t in times],
+            "sps": round(args.seeds * train.n_iterations * train.steps_per_iteration / train_s, 1),
+            "eval_mean": float(per_seed.mean()),
+            "eval_per_seed": [round(float(r), 2) for r in per_seed],
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ i.e. once between two 128-step bursts; kitae counts ``target_update_period`` in 
 128 gives the same schedule (the target is constant during a burst and equals the online net after
 it). ``--config default`` uses ``DQN.default_config`` (kitae's own settings).
 
-``train_s`` is the wall time of ``agent.train`` (compilation included); evaluation is not timed.
+``train_s`` is the wall time of ``agent.train`` (compilation included); evaluations are not
+timed: the final one, and with ``--eval-every K`` one every K steps (``checkpoints``, and
+``first_solved``, the first of them whose mean greedy return is >= 475).
 
 Usage::
 
@@ -67,6 +69,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=50_000)
     parser.add_argument("--config", choices=("rl-zoo", "default"), default="rl-zoo")
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="also evaluate every this many steps (0: only at the end)",
+    )
     parser.add_argument("--progress", action="store_true", help="show the progress bar")
     args = parser.parse_args()
 
@@ -77,24 +85,44 @@ def main() -> None:
         config = DQN.default_config(env, seed=args.seed, n_env_steps=args.steps)
     config.train_cfg.progress_bar = args.progress
     agent = DQN(f"dqn-{args.config}-{args.seed}", config)
+    checkpoints, eval_s = [], 0.0
+
+    def checkpoint(agent: DQN) -> None:
+        nonlocal eval_s
+        start = time.perf_counter()
+        returns = evaluate(agent, ENV_ID, EVAL_EPISODES, EVAL_SEED)
+        checkpoints.append((agent.env_steps, float(np.mean(returns))))
+        eval_s += time.perf_counter() - start
+
     start = time.perf_counter()
-    summary = agent.train(env)
-    train_s = time.perf_counter() - start
+    summary = agent.train(
+        env,
+        callback=checkpoint if args.eval_every else None,
+        callback_every=args.eval_every or 10_000,
+    )
+    train_s = time.perf_counter() - start - eval_s
     returns = evaluate(agent, ENV_ID, EVAL_EPISODES, EVAL_SEED)
-    emit({
-        "system": "kitae",
-        "algo": "dqn",
-        "config": args.config,
-        "seed": args.seed,
-        "steps": summary["env_steps"],
-        "train_s": round(train_s, 3),
-        "sps": round(summary["env_steps"] / train_s, 1),
-        "eval_mean": float(np.mean(returns)),
-        "eval_std": float(np.std(returns)),
-        "eval_returns": returns.tolist(),
-        "n_updates": summary["n_updates"],
-        "gradient_steps": int(agent.state.step),
-    })
+    if not checkpoints or checkpoints[-1][0] != agent.env_steps:
+        checkpoints.append((agent.env_steps, float(np.mean(returns))))
+    solved = [step for step, value in checkpoints if value >= 475]
+    emit(
+        {
+            "system": "kitae",
+            "algo": "dqn",
+            "config": args.config,
+            "seed": args.seed,
+            "steps": summary["env_steps"],
+            "train_s": round(train_s, 3),
+            "sps": round(summary["env_steps"] / train_s, 1),
+            "eval_mean": float(np.mean(returns)),
+            "eval_std": float(np.std(returns)),
+            "eval_returns": returns.tolist(),
+            "n_updates": summary["n_updates"],
+            "gradient_steps": int(agent.state.step),
+            "checkpoints": checkpoints,
+            "first_solved": solved[0] if solved else None,
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -42,8 +42,11 @@ def main() -> None:
     for _ in range(2000):
         actions = rng.integers(0, 2, size=1)
         next_obs, rewards, terminated, truncated, infos = env.step(actions)
-        agent.store_transition(Experience(obs, actions, rewards, terminated, next_obs,
-                                          np.zeros(1, np.float32), truncated))
+        agent.store_transition(
+            Experience(
+                obs, actions, rewards, terminated, next_obs, np.zeros(1, np.float32), truncated
+            )
+        )
         obs = next_obs
     agent.flush()
     state, key = agent.state, agent._update_key
@@ -60,18 +63,22 @@ def main() -> None:
     for _ in range(args.steps):
         env.step(rng.integers(0, 2, size=1))
     env_s = time.perf_counter() - start
-    emit({
-        "system": "floor",
-        "algo": "dqn",
-        "config": "rl-zoo",
-        "steps": args.steps,
-        "update_calls": n_calls,
-        "gradient_steps": n_calls * config.update_cfg.n_epochs,
-        "updates_s": round(updates_s, 3),
-        "env_s": round(env_s, 3),
-        "floor_s": round(updates_s + env_s, 3),
-        "ms_per_gradient_step": round(updates_s / (n_calls * config.update_cfg.n_epochs) * 1e3, 4),
-    })
+    emit(
+        {
+            "system": "floor",
+            "algo": "dqn",
+            "config": "rl-zoo",
+            "steps": args.steps,
+            "update_calls": n_calls,
+            "gradient_steps": n_calls * config.update_cfg.n_epochs,
+            "updates_s": round(updates_s, 3),
+            "env_s": round(env_s, 3),
+            "floor_s": round(updates_s + env_s, 3),
+            "ms_per_gradient_step": round(
+                updates_s / (n_calls * config.update_cfg.n_epochs) * 1e3, 4
+            ),
+        }
+    )
 
 
 if __name__ == "__main__":

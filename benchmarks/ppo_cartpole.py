@@ -70,20 +70,22 @@ def main() -> None:
     summary = agent.train(env)
     train_s = time.perf_counter() - start
     returns = evaluate(agent, ENV_ID, EVAL_EPISODES, EVAL_SEED)
-    emit({
-        "system": "kitae",
-        "algo": "ppo",
-        "config": "rl-zoo",
-        "seed": args.seed,
-        "steps": summary["env_steps"],
-        "train_s": round(train_s, 3),
-        "sps": round(summary["env_steps"] / train_s, 1),
-        "eval_mean": float(np.mean(returns)),
-        "eval_std": float(np.std(returns)),
-        "eval_returns": returns.tolist(),
-        "n_updates": summary["n_updates"],
-        "gradient_steps": int(agent.state.step),
-    })
+    emit(
+        {
+            "system": "kitae",
+            "algo": "ppo",
+            "config": "rl-zoo",
+            "seed": args.seed,
+            "steps": summary["env_steps"],
+            "train_s": round(train_s, 3),
+            "sps": round(summary["env_steps"] / train_s, 1),
+            "eval_mean": float(np.mean(returns)),
+            "eval_std": float(np.std(returns)),
+            "eval_returns": returns.tolist(),
+            "n_updates": summary["n_updates"],
+            "gradient_steps": int(agent.state.step),
+        }
+    )
 
 
 if __name__ == "__main__":

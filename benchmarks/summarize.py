@@ -33,28 +33,38 @@ def gymnasium_table(rows: list[dict]) -> list[str]:
     for r in rows:
         if r.get("system") in ("kitae", "sbx") and "seeds" not in r:
             groups[(r["algo"], r["config"], r["system"])].append(r)
-    out = ["| algo | config | system | seeds | median train_s | median steps/s | "
-           "greedy return per seed | seeds >= 475 |", "|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| algo | config | system | seeds | median train_s | median steps/s | "
+        "greedy return per seed | seeds >= 475 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for (algo, config, system), rs in sorted(groups.items()):
         rs = sorted(rs, key=lambda r: r["seed"])
         returns = ", ".join(f"{r['eval_mean']:.0f}" for r in rs)
         solved = sum(r["eval_mean"] >= 475 for r in rs)
-        out.append(f"| {algo} | {config} | {system} | {len(rs)} | "
-                   f"{median([r['train_s'] for r in rs]):.1f} | "
-                   f"{median([r['sps'] for r in rs]):,.0f} | {returns} | {solved}/{len(rs)} |")
+        out.append(
+            f"| {algo} | {config} | {system} | {len(rs)} | "
+            f"{median([r['train_s'] for r in rs]):.1f} | "
+            f"{median([r['sps'] for r in rs]):,.0f} | {returns} | {solved}/{len(rs)} |"
+        )
     return out
 
 
 def compiled_table(rows: list[dict]) -> list[str]:
-    out = ["| system | algo | config | seeds | buffer | compile_s | train_s | steps/s (all seeds) "
-           "| greedy return per seed |", "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "| system | algo | config | seeds | buffer | compile_s | train_s | steps/s (all seeds) "
+        "| greedy return per seed |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "seeds" not in r:
             continue
         per_seed = ", ".join(f"{x:.0f}" for x in r.get("eval_per_seed", []))
-        out.append(f"| {r['system']} | {r['algo']} | {r['config']} | {r['seeds']} | "
-                   f"{r.get('buffer') or '-'} | {r['compile_s']:.1f} | {r['train_s']:.2f} | "
-                   f"{r['sps']:,.0f} | {per_seed} |")
+        out.append(
+            f"| {r['system']} | {r['algo']} | {r['config']} | {r['seeds']} | "
+            f"{r.get('buffer') or '-'} | {r['compile_s']:.1f} | {r['train_s']:.2f} | "
+            f"{r['sps']:,.0f} | {per_seed} |"
+        )
     return out
 
 
@@ -67,8 +77,10 @@ def main() -> None:
     print()
     floors = [r for r in rows if r.get("system") == "floor"]
     for f in floors:
-        print(f"floor (rl-zoo DQN): updates {f['updates_s']:.1f} s + env {f['env_s']:.1f} s = "
-              f"{f['floor_s']:.1f} s ({f['ms_per_gradient_step']:.3f} ms per gradient step)")
+        print(
+            f"floor (rl-zoo DQN): updates {f['updates_s']:.1f} s + env {f['env_s']:.1f} s = "
+            f"{f['floor_s']:.1f} s ({f['ms_per_gradient_step']:.3f} ms per gradient step)"
+        )
     print()
     print("\n".join(compiled_table(rows)))
 

@@ -28,15 +28,24 @@ def build_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train an agent and print its greedy return")
     train.add_argument("algo", choices=sorted(AGENTS), help="the algorithm")
     train.add_argument("--env", default="CartPole-v1", help="gymnasium env id")
-    train.add_argument("--steps", type=int, default=None,
-                       help="env transitions to train for (default: 50000 for dqn, 200000 for ppo)")
+    train.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="env transitions to train for (default: 50000 for dqn, 200000 for ppo)",
+    )
     train.add_argument("--seed", type=int, default=0, help="the one seed of the run")
-    train.add_argument("--n-envs", type=int, default=None,
-                       help="vectorized envs (default: 1 for dqn, 4 for ppo)")
-    train.add_argument("--eval-episodes", type=int, default=20,
-                       help="greedy evaluation episodes after training")
-    train.add_argument("--run-dir", default=None,
-                       help="write config and logs to RUN_DIR/<algo>-<env>-<seed> (default: no files)")
+    train.add_argument(
+        "--n-envs", type=int, default=None, help="vectorized envs (default: 1 for dqn, 4 for ppo)"
+    )
+    train.add_argument(
+        "--eval-episodes", type=int, default=20, help="greedy evaluation episodes after training"
+    )
+    train.add_argument(
+        "--run-dir",
+        default=None,
+        help="write config and logs to RUN_DIR/<algo>-<env>-<seed> (default: no files)",
+    )
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -63,8 +72,10 @@ def train_command(args: argparse.Namespace) -> dict:
         "eval_mean": float(np.mean(returns)),
         "eval_std": float(np.std(returns)),
     }
-    print(f"greedy return over {args.eval_episodes} episodes: "
-          f"{result['eval_mean']:.1f} +/- {result['eval_std']:.1f}")
+    print(
+        f"greedy return over {args.eval_episodes} episodes: "
+        f"{result['eval_mean']:.1f} +/- {result['eval_std']:.1f}"
+    )
     print(json.dumps(result))
     return result
 

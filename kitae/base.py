@@ -3,7 +3,8 @@
 An agent is built from four factories, each returning one pure function that is jitted once:
 
 * ``train_state_factory(key, config, *, preprocess_fn, tabulate) -> state``
-* ``explore_factory(config) -> explore_fn(state, key, observations, **hyper) -> (actions, log_probs)``
+* ``explore_factory(config) -> explore_fn(state, key, observations, **hyper)``, which returns
+  ``(actions, log_probs)``
 * ``process_experience_factory(config) -> process_experience_fn(state, key, experience) -> batch``
 * ``update_step_factory(config) -> update_step_fn(state, key, batch) -> (state, info)``
 
@@ -25,6 +26,7 @@ import contextlib
 import dataclasses
 import functools
 import math
+import numbers
 import time
 import warnings
 from collections import deque
@@ -148,7 +150,7 @@ def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
 
 
 def true_next_observation(next_obs: np.ndarray, infos: dict, ended: np.ndarray) -> np.ndarray:
-    """``next_obs`` with the final observation of envs whose episode just ended (same-step reset)."""
+    """``next_obs`` with the final observation of the envs whose episode just ended."""
     if not ended.any():
         return next_obs
     real = np.array(next_obs, copy=True)
@@ -223,6 +225,9 @@ class BaseAgent(IAgent):
         self.last_info: Info = {}
         self.tracker = EpisodeTracker(config.env_cfg.n_envs)
         self._env_seeded = False
+        self._env_source: Any = None
+        self._env: Any = None
+        self._observation: Any = None
         self.logger = Logger(None if run_dir is None else Path(run_dir) / run_name)
         self.logger.write_config(config_to_dict(config))
 
@@ -314,7 +319,8 @@ class BaseAgent(IAgent):
         return self._acting_state
 
     def explore(self, observation: Any) -> tuple[jax.Array, jax.Array]:
-        """Calls ``explore_fn(acting_state, key, observation)``; override to pass hyperparameters."""
+        """Calls ``explore_fn(acting_state, key, observation)``; override it to pass
+        hyperparameters."""
         return self.explore_fn(self.acting_state, self.interact_keys(observation), observation)
 
     def to_env_action(self, actions: np.ndarray) -> np.ndarray:
@@ -323,8 +329,13 @@ class BaseAgent(IAgent):
         return actions
 
     @contextlib.contextmanager
-    def tracing(self, state: AgentState, key: jax.Array, env_steps: jax.Array,
-                hyperparams: dict[str, Any] | None = None):
+    def tracing(
+        self,
+        state: AgentState,
+        key: jax.Array,
+        env_steps: jax.Array,
+        hyperparams: dict[str, Any] | None = None,
+    ):
         """Lets :meth:`explore` / :meth:`select_action` run inside a compiled program.
 
         Within the context, :attr:`state` (and :attr:`acting_state`) is ``state``,
@@ -332,15 +343,15 @@ class BaseAgent(IAgent):
         :attr:`hyperparams` holds the run's traced hyperparameters; everything is restored on
         exit. This is how the compiled path uses an agent's own ``explore`` unchanged.
         """
-        saved = (self.state, self._acting_state, self.env_steps, self._trace_key,
-                 self.hyperparams)
+        saved = (self.state, self._acting_state, self.env_steps, self._trace_key, self.hyperparams)
         self.state, self._acting_state, self.env_steps = state, state, env_steps
         self._trace_key, self.hyperparams = key, dict(hyperparams or {})
         try:
             yield self
         finally:
-            (self.state, self._acting_state, self.env_steps, self._trace_key,
-             self.hyperparams) = saved
+            (self.state, self._acting_state, self.env_steps, self._trace_key, self.hyperparams) = (
+                saved
+            )
 
     def act_fn(self, greedy: bool = False) -> Callable:
         """A pure ``(state, key, observations, env_steps, hyperparams) -> (actions, log_probs)``
@@ -380,8 +391,13 @@ class BaseAgent(IAgent):
         n_env_steps: int | None = None,
         *,
         progress_bar: bool | None = None,
+        callback: Callable[[BaseAgent], None] | None = None,
+        callback_every: int = 10_000,
     ) -> dict[str, Any]:
         """Trains for ``n_env_steps`` transitions (default ``config.train_cfg.n_env_steps``).
+
+        Calling ``train`` again with the same env continues its running episodes; another env
+        is reset (with ``config.seed`` the first time).
 
         Args:
             env: a gymnasium vector env with same-step autoreset (see
@@ -390,45 +406,67 @@ class BaseAgent(IAgent):
                 compiled path (:func:`kitae.compiled.train_agent_compiled`).
             n_env_steps: transitions to collect, summed over envs.
             progress_bar: override ``config.train_cfg.progress_bar``.
+            callback: called with the agent every ``callback_every`` transitions (gymnasium
+                path), e.g. to evaluate or save it.
+            callback_every: transitions between two callbacks.
 
         Returns:
-            A summary: ``env_steps``, ``n_updates``, ``episodes`` and ``train_s``.
+            A summary: ``env_steps`` (total so far), ``n_updates`` (in this call), ``episodes``
+            (finished so far) and ``train_s`` (this call).
 
         Raises:
             ValueError: if the env does not match the config, or the run would perform no update.
         """
         n_env_steps = self.config.train_cfg.n_env_steps if n_env_steps is None else n_env_steps
-        if isinstance(n_env_steps, bool) or not isinstance(n_env_steps, int) or n_env_steps < 1:
+        if (
+            isinstance(n_env_steps, bool)
+            or not isinstance(n_env_steps, numbers.Integral)
+            or n_env_steps < 1
+        ):
             raise ValueError(f"n_env_steps={n_env_steps!r} is invalid: it must be an integer >= 1.")
         if is_jax_env(env):
             from kitae.compiled import train_agent_compiled
 
+            if callback is not None:
+                raise ValueError(
+                    "callback is for the gymnasium loop; on a JAX env use "
+                    "kitae.compiled.make_agent_train(..., log_callback=...)."
+                )
+
             return train_agent_compiled(self, env, n_env_steps, progress_bar=progress_bar)
-        env = as_vector_env(env)
+        source = env
+        continuing = source is self._env_source and self._observation is not None
+        env = self._env if continuing else as_vector_env(env)
         self._check_env(env)
+        if not continuing:
+            self.on_env_reset()
         if self.expected_updates(n_env_steps) == 0:
             raise ValueError(self._zero_update_message(n_env_steps))
-        if n_env_steps != self.config.train_cfg.n_env_steps and (
+        if self.env_steps + n_env_steps > self.config.train_cfg.n_env_steps and (
             self.config.update_cfg.learning_rate_annealing
         ):
             warnings.warn(
-                f"train(n_env_steps={n_env_steps}) differs from train_cfg.n_env_steps="
-                f"{self.config.train_cfg.n_env_steps}, over which the learning rate is annealed.",
+                f"training to {self.env_steps + n_env_steps} transitions goes past "
+                f"train_cfg.n_env_steps={self.config.train_cfg.n_env_steps}, over which the "
+                "learning rate is annealed to 0.",
                 stacklevel=2,
             )
 
         n_envs = env.num_envs
-        if self._env_seeded:
-            obs, _ = env.reset()
+        if continuing:
+            obs = self._observation  # continue the running episodes of the previous call
         else:
-            obs, _ = env.reset(seed=self.config.seed)
+            obs, _ = env.reset(seed=None if self._env_seeded else self.config.seed)
             self._env_seeded = True
+            self.tracker.returns[:] = 0.0
+            self.tracker.lengths[:] = 0
         show = self.config.train_cfg.progress_bar if progress_bar is None else progress_bar
         n_vector_steps = math.ceil(n_env_steps / n_envs)
         refresh = max(1, n_vector_steps // 200)
         log_every = max(1, self.config.train_cfg.log_frequency // n_envs)
         bar = tqdm(total=n_vector_steps * n_envs, unit="step", disable=not show, mininterval=0.5)
         start_updates, start = self.n_updates, time.perf_counter()
+        last_callback = self.env_steps // callback_every
         last_time, last_steps = start, self.env_steps
         for i in range(1, n_vector_steps + 1):
             actions, log_probs = self.explore(obs)
@@ -436,8 +474,9 @@ class BaseAgent(IAgent):
             next_obs, rewards, terminated, truncated, infos = env.step(self.to_env_action(actions))
             ended = np.logical_or(terminated, truncated)
             for ep_return, ep_length in self.tracker.step(rewards, ended):
-                self.logger.log("episodes", self.env_steps + n_envs,
-                                {"return": ep_return, "length": ep_length})
+                self.logger.log(
+                    "episodes", self.env_steps + n_envs, {"return": ep_return, "length": ep_length}
+                )
             self.env_steps += n_envs
             self._store(
                 self.experience_type(
@@ -451,6 +490,9 @@ class BaseAgent(IAgent):
                 )
             )
             obs = next_obs
+            if callback is not None and self.env_steps // callback_every > last_callback:
+                last_callback = self.env_steps // callback_every
+                callback(self)
             if i % log_every == 0 and self.last_info:
                 self.logger.log("train", self.env_steps, self.last_info)
             if i % refresh == 0 or i == n_vector_steps:
@@ -458,16 +500,22 @@ class BaseAgent(IAgent):
                 sps = (self.env_steps - last_steps) / max(now - last_time, 1e-9)
                 last_time, last_steps = now, self.env_steps
                 bar.update(refresh * n_envs if i % refresh == 0 else (i % refresh) * n_envs)
-                bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{self.tracker.recent_mean:.1f}",
-                                refresh=False)
+                bar.set_postfix(
+                    sps=f"{sps:,.0f}", ret=f"{self.tracker.recent_mean:.1f}", refresh=False
+                )
         bar.close()
-        self.logger.flush()
+        self._env_source, self._env, self._observation = source, env, obs
+        self.logger.close()
         return {
             "env_steps": self.env_steps,
             "n_updates": self.n_updates - start_updates,
             "episodes": len(self.tracker.finished),
             "train_s": time.perf_counter() - start,
         }
+
+    def on_env_reset(self) -> None:
+        """Called when training starts on a new env (its episodes start over): drops data that
+        belonged to the previous env's unfinished trajectories."""
 
     def _run_update(self, data: Any) -> None:
         self.state, self._update_key, info = self.update_fn(self.state, data, self._update_key)
@@ -505,9 +553,7 @@ class OffPolicyAgent(BaseAgent):
         buffer = self.replay_buffer
 
         def add_staged(buffer_state, experience, count):
-            valid = jnp.broadcast_to(
-                (jnp.arange(staged) < count)[:, None], (staged, buffer.n_envs)
-            )
+            valid = jnp.broadcast_to((jnp.arange(staged) < count)[:, None], (staged, buffer.n_envs))
             return buffer.add_batch(buffer_state, experience, valid)
 
         self._add_staged = jax.jit(add_staged, donate_argnums=0)
@@ -703,7 +749,13 @@ class OnPolicyAgent(BaseAgent):
             )
 
     def expected_updates(self, n_env_steps: int) -> int:
-        return on_policy_update_count(n_env_steps, self.config.update_cfg.max_buffer_size)
+        n_envs = self.config.env_cfg.n_envs
+        collected = math.ceil(n_env_steps / n_envs) * n_envs
+        pending = self.rollout.count * n_envs  # the unfinished rollout of a previous call
+        return on_policy_update_count(pending + collected, self.config.update_cfg.max_buffer_size)
+
+    def on_env_reset(self) -> None:
+        self.rollout.count = 0  # a rollout never spans two envs
 
     def _zero_update_message(self, n_env_steps: int) -> str:
         return (
@@ -713,7 +765,8 @@ class OnPolicyAgent(BaseAgent):
         )
 
     def make_update_fn(self) -> Callable:
-        """``update(state, rollout, key) -> (state, key, info)`` (see :func:`make_on_policy_update`)."""
+        """``update(state, rollout, key) -> (state, key, info)``, see
+        :func:`make_on_policy_update`."""
         return make_on_policy_update(
             self.process_experience_fn,
             self.update_step_fn,

@@ -95,27 +95,27 @@ class ReplayBuffer:
         return self.capacity // self.n_envs
 
     def init(self, example: Any) -> ReplayBufferState:
-        """Allocates zeroed storage shaped like ``example`` (leaves ``[N, ...]``, one vector step)."""
+        """Allocates zeroed storage shaped like ``example`` (leaves ``[N, ...]``)."""
         (n_envs,) = _leading_shape(example, 1)
         if n_envs != self.n_envs:
             raise ValueError(f"example has {n_envs} envs, the buffer was built for {self.n_envs}.")
-        data = jax.tree.map(
-            lambda x: jnp.zeros((self.slots_per_env, *x.shape), x.dtype), example
-        )
+        data = jax.tree.map(lambda x: jnp.zeros((self.slots_per_env, *x.shape), x.dtype), example)
         return ReplayBufferState(
             data=data,
             position=jnp.zeros((self.n_envs,), jnp.int32),
             size=jnp.zeros((self.n_envs,), jnp.int32),
         )
 
-    def add(self, state: ReplayBufferState, experience: Any, valid: jax.Array | None = None
-            ) -> ReplayBufferState:
-        """Writes one vector step (leaves ``[N, ...]``); envs with ``valid[n] == False`` are skipped."""
+    def add(
+        self, state: ReplayBufferState, experience: Any, valid: jax.Array | None = None
+    ) -> ReplayBufferState:
+        """Writes one vector step (leaves ``[N, ...]``), skipping envs where ``valid`` is False."""
         batch = jax.tree.map(lambda x: x[None], experience)
         return self.add_batch(state, batch, None if valid is None else valid[None])
 
-    def add_batch(self, state: ReplayBufferState, experience: Any, valid: jax.Array | None = None
-                  ) -> ReplayBufferState:
+    def add_batch(
+        self, state: ReplayBufferState, experience: Any, valid: jax.Array | None = None
+    ) -> ReplayBufferState:
         """Writes ``K`` vector steps (leaves ``[K, N, ...]``) in order, skipping invalid entries.
 
         Args:
@@ -129,8 +129,9 @@ class ReplayBuffer:
         k, n = _leading_shape(experience, 2)
         chex.assert_equal(n, self.n_envs)
         if k > self.slots_per_env:
-            raise ValueError(f"cannot add {k} steps at once to a buffer of {self.slots_per_env} "
-                             "slots per env.")
+            raise ValueError(
+                f"cannot add {k} steps at once to a buffer of {self.slots_per_env} slots per env."
+            )
         if valid is None:
             valid = jnp.ones((k, n), bool)
         chex.assert_shape(valid, (k, n))
@@ -156,8 +157,9 @@ class ReplayBuffer:
         """Whether at least ``batch_size`` transitions are stored."""
         return state.size.sum() >= batch_size
 
-    def sample_indices(self, state: ReplayBufferState, key: jax.Array, batch_size: int
-                       ) -> tuple[jax.Array, jax.Array]:
+    def sample_indices(
+        self, state: ReplayBufferState, key: jax.Array, batch_size: int
+    ) -> tuple[jax.Array, jax.Array]:
         """Draws ``batch_size`` (slot, env) pairs uniformly over stored transitions.
 
         Returns:
@@ -226,7 +228,7 @@ class RolloutBuffer:
                 np.zeros((self.n_steps, *np.shape(x)), np.asarray(x).dtype) for x in leaves
             ]
             self._storage = jax.tree.unflatten(treedef, self._leaves)
-        for buf, x in zip(self._leaves, leaves):
+        for buf, x in zip(self._leaves, leaves, strict=True):
             buf[self.count] = x
         self.count += 1
 

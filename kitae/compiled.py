@@ -155,9 +155,12 @@ class CompiledTrain:
         start_step: int = -1,
         skip_steps: int = 1,
         axis_name: str | None = None,
+        initial_env_steps: int = 0,
     ):
         if algo_type not in ("off_policy", "on_policy"):
-            raise ValueError(f"algo_type={algo_type!r} is invalid: use 'off_policy' or 'on_policy'.")
+            raise ValueError(
+                f"algo_type={algo_type!r} is invalid: use 'off_policy' or 'on_policy'."
+            )
         self.config = config
         self.env = env
         self.algo_type = algo_type
@@ -192,8 +195,12 @@ class CompiledTrain:
         if self.n_iterations < 1:
             raise ValueError(f"n_env_steps={n_env_steps} is invalid: it must be >= 1.")
         if algo_type == "off_policy":
-            n_updates = off_policy_update_count(
-                self.n_iterations * n_envs, n_envs, skip_steps, start_step, u.batch_size
+
+            def count(steps: int) -> int:
+                return off_policy_update_count(steps, n_envs, skip_steps, start_step, u.batch_size)
+
+            n_updates = count(initial_env_steps + self.n_iterations * n_envs) - count(
+                initial_env_steps
             )
             if n_updates == 0:
                 raise ValueError(
@@ -206,8 +213,9 @@ class CompiledTrain:
         self.n_chunks = self.n_iterations // self.chunk_iterations
 
     # ---- pieces -----------------------------------------------------------------------------
-    def init(self, key: jax.Array, hyperparams: dict | None = None, agent_state: Any = None
-             ) -> RunnerState:
+    def init(
+        self, key: jax.Array, hyperparams: dict | None = None, agent_state: Any = None
+    ) -> RunnerState:
         """Initial carry: the agent state, reset envs, an empty buffer.
 
         Args:
@@ -226,11 +234,13 @@ class CompiledTrain:
             agent_state = self.train_state_factory(init_key, self.config)
         if "learning_rate" in hyperparams:
             agent_state = jax.tree.map(
-                lambda s: s.replace(
-                    opt_state=set_learning_rate(s.opt_state, hyperparams["learning_rate"])
-                )
-                if isinstance(s, TrainState)
-                else s,
+                lambda s: (
+                    s.replace(
+                        opt_state=set_learning_rate(s.opt_state, hyperparams["learning_rate"])
+                    )
+                    if isinstance(s, TrainState)
+                    else s
+                ),
                 agent_state,
                 is_leaf=lambda s: isinstance(s, TrainState),
             )
@@ -253,8 +263,12 @@ class CompiledTrain:
 
     def _example_experience(self, agent_state, observation, hyperparams) -> Experience:
         actions, log_probs = jax.eval_shape(
-            self.act_fn, agent_state, jax.random.PRNGKey(0), observation,
-            jnp.zeros((), jnp.int32), hyperparams,
+            self.act_fn,
+            agent_state,
+            jax.random.PRNGKey(0),
+            observation,
+            jnp.zeros((), jnp.int32),
+            hyperparams,
         )
         zeros = lambda s: jnp.zeros(s.shape, s.dtype)  # noqa: E731
         n = self.n_envs
@@ -307,8 +321,9 @@ class CompiledTrain:
         return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), info)
 
     def _rollout_shape(self, runner: RunnerState):
-        example = self._example_experience(runner.agent_state, runner.observation,
-                                           runner.hyperparams)
+        example = self._example_experience(
+            runner.agent_state, runner.observation, runner.hyperparams
+        )
         return jax.tree.map(
             lambda x: jax.ShapeDtypeStruct((self.rollout_steps, *x.shape), x.dtype), example
         )
@@ -378,8 +393,7 @@ class CompiledTrain:
             n_updates=jnp.zeros((), jnp.int32),
             info_sum=zero_info,
         )
-        (runner, acc), _ = jax.lax.scan(self._iteration, (runner, acc), None,
-                                        self.chunk_iterations)
+        (runner, acc), _ = jax.lax.scan(self._iteration, (runner, acc), None, self.chunk_iterations)
         n_episodes = jnp.maximum(acc.n_episodes, 1)
         nan = jnp.float32(jnp.nan)
         metrics = Metrics(
@@ -399,11 +413,16 @@ class CompiledTrain:
 
     def run(self, runner: RunnerState, n_chunks: int | None = None) -> tuple[RunnerState, Metrics]:
         """Runs ``n_chunks`` chunks (default: the whole run); metrics stacked over chunks."""
-        return jax.lax.scan(lambda r, _: self.run_chunk(r), runner, None,
-                            self.n_chunks if n_chunks is None else n_chunks)
+        return jax.lax.scan(
+            lambda r, _: self.run_chunk(r),
+            runner,
+            None,
+            self.n_chunks if n_chunks is None else n_chunks,
+        )
 
-    def __call__(self, key: jax.Array, hyperparams: dict | None = None
-                 ) -> tuple[RunnerState, Metrics]:
+    def __call__(
+        self, key: jax.Array, hyperparams: dict | None = None
+    ) -> tuple[RunnerState, Metrics]:
         """The whole training run as one pure function of ``key`` (and ``hyperparams``)."""
         return self.run(self.init(key, hyperparams))
 
@@ -514,8 +533,9 @@ def evaluate_compiled(
         obs, env_state, returns, running = carry
         k_act, k_env = jax.random.split(step_key)
         actions = act_fn(state, k_act, obs)
-        step = jax.vmap(env.step)(jax.random.split(k_env, n_episodes), env_state,
-                                  to_env_action(actions))
+        step = jax.vmap(env.step)(
+            jax.random.split(k_env, n_episodes), env_state, to_env_action(actions)
+        )
         returns = returns + step.reward * running
         running = running & ~(step.terminated | step.truncated)
         return (step.observation, step.state, returns, running), None
@@ -532,6 +552,7 @@ def make_agent_train(
     *,
     log_interval: int | None = None,
     log_callback: Callable[[Metrics], None] | None = None,
+    initial_env_steps: int = 0,
 ) -> CompiledTrain:
     """The compiled ``train(key, hyperparams=None)`` of a kitae agent on a JAX env.
 
@@ -557,6 +578,7 @@ def make_agent_train(
         log_callback=log_callback,
         start_step=int(getattr(p, "start_step", -1)),
         skip_steps=int(getattr(p, "skip_steps", 1)),
+        initial_env_steps=initial_env_steps,
     )
 
 
@@ -571,7 +593,9 @@ def train_agent_compiled(
     """Trains ``agent`` in place on a JAX env with the compiled loop (what ``agent.train`` does
     for JAX envs).
 
-    The run starts from ``agent.state``, executes in chunks of ``log_interval`` transitions (one
+    The run starts from ``agent.state`` and ``agent.env_steps`` (so schedules continue); called
+    again with the same env object it also continues the envs' episodes and the replay buffer.
+    It executes in chunks of ``log_interval`` transitions (one
     compiled call each, the carry donated so the replay buffer is updated in place), shows a
     progress bar between chunks, and logs each chunk's :class:`Metrics` to ``agent.logger``.
 
@@ -582,11 +606,24 @@ def train_agent_compiled(
 
     from tqdm.auto import tqdm
 
-    trainer = make_agent_train(agent, env, n_env_steps, log_interval=log_interval)
-    agent._update_key, key = jax.random.split(agent._update_key)
-    runner = jax.jit(trainer.init)(key, {}, agent.state)
+    trainer = make_agent_train(
+        agent, env, n_env_steps, log_interval=log_interval, initial_env_steps=agent.env_steps
+    )
+    cache = agent.__dict__.setdefault("_compiled_cache", {})
+    if cache.get("env") is env and cache.get("runner") is not None:
+        # Continue the previous call: same envs, episodes and replay buffer.
+        # (a copy: the carry is donated, the caller's state must stay valid)
+        runner = cache["runner"].replace(agent_state=jax.tree.map(jnp.copy, agent.state))
+    else:
+        agent._update_key, key = jax.random.split(agent._update_key)
+        runner = jax.jit(trainer.init)(key, {}, agent.state)
+        runner = runner.replace(env_steps=jnp.asarray(agent.env_steps, jnp.int32))
+        cache.clear()
     start = time.perf_counter()
-    run_chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(runner).compile()
+    run_chunk = cache.get(("run_chunk", trainer.chunk_iterations))
+    if run_chunk is None:
+        run_chunk = jax.jit(trainer.run_chunk, donate_argnums=0).lower(runner).compile()
+        cache[("run_chunk", trainer.chunk_iterations)] = run_chunk
     compile_s = time.perf_counter() - start
     show = agent.config.train_cfg.progress_bar if progress_bar is None else progress_bar
     steps_per_chunk = trainer.chunk_iterations * trainer.steps_per_iteration
@@ -598,9 +635,13 @@ def train_agent_compiled(
         row = jax.device_get(metrics)
         episodes += int(row.n_episodes)
         updates += int(row.n_updates)
-        step = agent.env_steps + int(row.env_steps)
-        logged = {"episode_return": row.episode_return, "episode_length": row.episode_length,
-                  "n_episodes": row.n_episodes, **row.info}
+        step = int(row.env_steps)
+        logged = {
+            "episode_return": row.episode_return,
+            "episode_length": row.episode_length,
+            "n_episodes": row.n_episodes,
+            **row.info,
+        }
         agent.logger.log("train", step, logged)
         bar.update(steps_per_chunk)
         bar.set_postfix(ret=f"{float(row.episode_return):.1f}", refresh=False)
@@ -608,8 +649,9 @@ def train_agent_compiled(
     train_s = time.perf_counter() - start
     agent.state = runner.agent_state
     agent._acting_state = None
-    agent.env_steps += int(runner.env_steps)
+    agent.env_steps = int(runner.env_steps)
     agent.n_updates += updates
+    cache["env"], cache["runner"] = env, runner
     agent.logger.flush()
     return {
         "env_steps": agent.env_steps,

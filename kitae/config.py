@@ -13,6 +13,7 @@ environment transitions summed over the vectorized envs, as in Stable-Baselines3
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,8 @@ class UpdateConfig:
 
     Attributes:
         learning_rate: optimizer step size.
-        learning_rate_annealing: decay the learning rate linearly to 0 over the run's gradient steps.
+        learning_rate_annealing: decay the learning rate linearly to 0 over the run's gradient
+            steps.
         max_grad_norm: clip gradients to this global norm; ``None`` disables clipping.
         max_buffer_size: off-policy: replay capacity in transitions; on-policy: rollout size in
             transitions (``n_steps * n_envs``).
@@ -89,7 +91,9 @@ class EnvConfig:
     n_agents: int = 1
 
     @classmethod
-    def from_env(cls, env: gym.Env | gym.vector.VectorEnv, task_name: str | None = None) -> EnvConfig:
+    def from_env(
+        cls, env: gym.Env | gym.vector.VectorEnv, task_name: str | None = None
+    ) -> EnvConfig:
         """Builds the config of a (vector) env: spaces of one env, and its number of envs."""
         if isinstance(env, gym.vector.VectorEnv):
             obs_space, act_space, n_envs = (
@@ -123,19 +127,19 @@ def _fail(name: str, value: Any, fix: str) -> None:
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         _fail(name, value, f"it must be an integer >= {minimum}.")
     if value < minimum:
         _fail(name, value, f"it must be >= {minimum}.")
 
 
 def _check_positive(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         _fail(name, value, "it must be a number > 0.")
 
 
 def _check_unit_interval(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
         _fail(name, value, "it must be a number in [0, 1].")
 
 
@@ -185,12 +189,13 @@ def validate_config(config: AlgoConfig) -> None:
     if "skip_steps" in values:
         _check_int("algo_params.skip_steps", values["skip_steps"], 1)
     if "start_step" in values:
-        _check_int("algo_params.start_step (use -1 to start as soon as possible)",
-                   values["start_step"], -1)
+        _check_int(
+            "algo_params.start_step (use -1 to start as soon as possible)", values["start_step"], -1
+        )
     for name, value in values.items():
         if name.endswith("_lambda") or name == "gae_lambda":
             _check_unit_interval(f"algo_params.{name}", value)
-        elif name.endswith("_coef") and (not isinstance(value, (int, float)) or value < 0):
+        elif name.endswith("_coef") and (not isinstance(value, numbers.Real) or value < 0):
             _fail(f"algo_params.{name}", value, "it must be a number >= 0.")
     if hasattr(p, "validate"):
         p.validate(config)

@@ -17,6 +17,7 @@ the same mesh code runs unchanged, each host feeding its addressable shard.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -77,6 +78,7 @@ def data_parallel(
     are identical across ``D``).
     """
     mesh = mesh or make_mesh(axis_name)
+    train = copy.copy(train)  # the caller's trainer stays usable on one device
     train.axis_name = axis_name
 
     def replica(key, hyperparams):

@@ -20,6 +20,11 @@ class Logger:
         self.history: dict[str, list[dict[str, Any]]] = {}
         self._files: dict[str, Any] = {}
         if self.run_dir is not None:
+            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+                raise FileExistsError(
+                    f"run directory {self.run_dir} already holds a run; choose another run_name "
+                    "or run_dir, or delete it."
+                )
             self.run_dir.mkdir(parents=True, exist_ok=True)
 
     def log(self, stream: str, step: int, metrics: dict[str, Any]) -> None:
@@ -37,13 +42,16 @@ class Logger:
     def write_config(self, config_dict: dict[str, Any]) -> None:
         """Writes the resolved config as ``run_dir/config.json``."""
         if self.run_dir is not None:
-            (self.run_dir / "config.json").write_text(json.dumps(config_dict, indent=2, default=str))
+            (self.run_dir / "config.json").write_text(
+                json.dumps(config_dict, indent=2, default=str)
+            )
 
     def flush(self) -> None:
         for f in self._files.values():
             f.flush()
 
     def close(self) -> None:
+        """Closes the files; a later :meth:`log` reopens them in append mode."""
         for f in self._files.values():
             f.close()
         self._files.clear()

@@ -30,8 +30,8 @@ class LinearSchedule:
         if isinstance(step, jax.Array):
             frac = jnp.clip(step / max(self.duration, 1e-12), 0.0, 1.0)
             return self.start + frac * (self.end - self.start)
-        frac = min(max(step / max(self.duration, 1e-12), 0.0), 1.0)
-        return self.start + frac * (self.end - self.start)
+        frac = min(max(float(step) / max(self.duration, 1e-12), 0.0), 1.0)
+        return float(self.start + frac * (self.end - self.start))
 
 
 def off_policy_update_count(
@@ -47,7 +47,9 @@ def off_policy_update_count(
     first_vector_step = math.ceil(first_step / n_envs)
     if first_vector_step > n_vector_steps:
         return 0
-    return (n_vector_steps * n_envs) // skip_steps - ((first_vector_step - 1) * n_envs) // skip_steps
+    return (n_vector_steps * n_envs) // skip_steps - (
+        (first_vector_step - 1) * n_envs
+    ) // skip_steps
 
 
 def on_policy_update_count(n_env_steps: int, rollout_size: int) -> int:

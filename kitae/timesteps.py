@@ -71,8 +71,6 @@ def compute_gae(
         advantage = delta + decay * next_advantage
         return advantage, advantage
 
-    _, advantages = jax.lax.scan(
-        step, jnp.zeros((), r_t.dtype), (deltas, decays), reverse=True
-    )
+    _, advantages = jax.lax.scan(step, jnp.zeros((), r_t.dtype), (deltas, decays), reverse=True)
     advantages = jax.lax.stop_gradient(advantages)
     return advantages, jax.lax.stop_gradient(advantages + v_t)

@@ -240,6 +240,49 @@ def test_single_env_is_wrapped_and_stored_like_a_vector_env():
     assert agent.tracker.finished == [(6.0, 3)] * 4
 
 
+def test_train_calls_on_the_same_single_env_continue_its_episodes():
+    env = Counting(3)
+    agent = DQN("single", dqn_config(env, n_env_steps=20))
+    agent.train(env, 10)
+    agent.train(env, 10)
+    agent.flush()
+    data = jax.tree.map(np.asarray, agent.buffer_state.data)
+    for field, want in expected_counting_column(3, 20).items():
+        np.testing.assert_array_equal(getattr(data, field)[:20, 0], want, err_msg=field)
+
+
+def test_train_calls_on_the_same_env_continue_its_episodes():
+    env = counting_env()
+    agent = DQN("continued", dqn_config(env, n_env_steps=60))
+    for _ in range(2):
+        agent.train(env, 30)  # 10 vector steps each: every env is mid-episode in between
+    agent.flush()
+    # Exactly what one call of 60 transitions stores and records.
+    data = jax.tree.map(np.asarray, agent.buffer_state.data)
+    for env_index, length in enumerate(COUNTING_LENGTHS):
+        for field, want in expected_counting_column(length, 20).items():
+            got = getattr(data, field)[:20, env_index]
+            np.testing.assert_array_equal(got, want, err_msg=f"env {env_index}, field {field}")
+    assert agent.tracker.finished == expected_finished_episodes(COUNTING_LENGTHS, 20)
+
+
+def test_train_on_another_env_resets_it_and_the_running_episode_statistics():
+    first, second = counting_env((3,)), counting_env((3,))
+    agent = DQN("another-env", dqn_config(first, n_env_steps=20))
+    agent.train(first, 10)  # 3 episodes, then 1 step of a 4th that is abandoned
+    assert agent.tracker.finished == [(6.0, 3)] * 3
+    agent.train(second, 10)
+    agent.flush()
+    # The abandoned step is not merged into the next episode: every episode is a real one.
+    assert agent.tracker.finished == [(6.0, 3)] * 6
+    data = jax.tree.map(np.asarray, agent.buffer_state.data)
+    column = expected_counting_column(3, 10)
+    for field, want in column.items():
+        # Both envs start from their first episode; each transition is stored once.
+        np.testing.assert_array_equal(getattr(data, field)[:10, 0], want, err_msg=field)
+        np.testing.assert_array_equal(getattr(data, field)[10:20, 0], want, err_msg=field)
+
+
 class RecordingPPO(PPO):
     """PPO that keeps a copy of every rollout it updates on."""
 
@@ -252,18 +295,31 @@ class RecordingPPO(PPO):
         super()._run_update(data)
 
 
-def assert_rollout_is_contiguous(rollout) -> None:
+def assert_rollout_is_contiguous(rollout, *, same_env: bool = True) -> None:
     """Within each env's ``[T]`` trajectory of a Counting rollout: every transition stays in its
-    episode, and the next row continues it, or starts the next episode after an ending."""
+    episode, and the next row continues it, or, after an ending, starts a new episode (the next
+    one of the same env when ``same_env``)."""
     obs, nxt = rollout.observation, rollout.next_observation
     np.testing.assert_array_equal(nxt[..., 0], obs[..., 0])
     np.testing.assert_array_equal(nxt[..., 1], obs[..., 1] + 1)
-    ended = (rollout.done | rollout.truncated)[:-1, :, None]
-    reset_obs = np.stack([nxt[:-1, :, 0] + 1, np.zeros_like(nxt[:-1, :, 1])], -1)
-    np.testing.assert_array_equal(obs[1:], np.where(ended, reset_obs, nxt[:-1]))
+    ended = (rollout.done | rollout.truncated)[:-1]
+    continued = obs[1:]
+    np.testing.assert_array_equal(continued[~ended], nxt[:-1][~ended])
+    np.testing.assert_array_equal(continued[ended][:, 1], 0)
+    if same_env:
+        np.testing.assert_array_equal(continued[ended][:, 0], nxt[:-1][ended][:, 0] + 1)
 
 
 PPO_COUNTING_LENGTHS = (3, 5)
+
+
+def assert_rollouts_are_the_counting_run(rollouts, n_vector_steps: int) -> None:
+    whole = jax.tree.map(lambda *xs: np.concatenate(xs), *rollouts)
+    assert_rollout_is_contiguous(whole)
+    for env_index, length in enumerate(PPO_COUNTING_LENGTHS):
+        for field, want in expected_counting_column(length, n_vector_steps).items():
+            got = getattr(whole, field)[:, env_index]
+            np.testing.assert_array_equal(got, want, err_msg=f"env {env_index}, field {field}")
 
 
 def test_on_policy_rollouts_are_contiguous_trajectories():
@@ -276,42 +332,33 @@ def test_on_policy_rollouts_are_contiguous_trajectories():
         assert rollout.log_prob.shape == rollout.reward.shape == (16, 2)
         assert_rollout_is_contiguous(rollout)
     # Consecutive rollouts continue each other, and together they are the whole run.
-    whole = jax.tree.map(lambda *xs: np.concatenate(xs), *agent.rollouts)
-    assert_rollout_is_contiguous(whole)
-    for env_index, length in enumerate(PPO_COUNTING_LENGTHS):
-        for field, want in expected_counting_column(length, 48).items():
-            got = getattr(whole, field)[:, env_index]
-            np.testing.assert_array_equal(got, want, err_msg=f"env {env_index}, field {field}")
+    assert_rollouts_are_the_counting_run(agent.rollouts, 48)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="kitae bug: OnPolicyAgent keeps a partial rollout across train() calls although train() "
-    "resets the env, and expected_updates() ignores it",
-)
-def test_on_policy_rollouts_do_not_span_train_calls():
+def test_on_policy_rollouts_continue_across_train_calls_on_the_same_env():
     env = counting_env(PPO_COUNTING_LENGTHS)
     agent = RecordingPPO("rollouts", ppo_config(env, n_env_steps=96))
-    for n_env_steps in (48, 48, 16):  # 1.5 rollouts per call
-        expected = agent.expected_updates(n_env_steps)
-        assert agent.train(env, n_env_steps)["n_updates"] == expected
+    agent.train(env, 48)  # one and a half rollouts
+    agent.train(env, 48)
+    assert agent.n_updates == len(agent.rollouts) == 3
+    assert_rollouts_are_the_counting_run(agent.rollouts, 48)
+
+
+def test_on_policy_expected_updates_count_the_partial_rollout():
+    env = counting_env(PPO_COUNTING_LENGTHS)
+    agent = RecordingPPO("rollouts", ppo_config(env, n_env_steps=96))
+    agent.train(env, 48)  # one and a half rollouts
+    expected = agent.expected_updates(48)
+    assert agent.train(env, 48)["n_updates"] == expected == 2
+
+
+def test_on_policy_rollouts_do_not_span_an_env_change():
+    agent = RecordingPPO("rollouts", ppo_config(counting_env(PPO_COUNTING_LENGTHS)))
+    agent.train(counting_env(PPO_COUNTING_LENGTHS), 48)
+    agent.train(counting_env(PPO_COUNTING_LENGTHS), 48)
+    assert agent.rollouts
     for rollout in agent.rollouts:
-        assert_rollout_is_contiguous(rollout)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="kitae bug: train() resets the env at its start but not the EpisodeTracker, so an "
-    "episode cut by the end of the previous train() call is merged into the next one",
-)
-def test_episode_statistics_restart_with_each_train_call():
-    env = counting_env((3,))
-    agent = DQN("counting-twice", dqn_config(env, n_env_steps=10))
-    agent.train(env, 10)  # env 0: 3 full episodes, then 1 step of a 4th, abandoned
-    assert agent.tracker.finished == [(6.0, 3)] * 3
-    agent.train(env, 10)
-    # Every recorded episode is a real one: 3 steps, return 6.
-    assert agent.tracker.finished == [(6.0, 3)] * 6
+        assert_rollout_is_contiguous(rollout, same_env=False)
 
 
 # ---- 3: greedy and exploratory actions ----------------------------------------------------------
@@ -547,8 +594,8 @@ def test_train_rejects_next_step_autoreset():
 @pytest.mark.parametrize(
     ("n_envs", "skip_steps", "start_step", "batch_size", "n_epochs", "n_env_steps", "expected"),
     [
-        # updates at 12, 18, ..., 60 transitions (start_step 10 is reached at 12)
-        (3, 6, 10, 8, 1, 60, 9),
+        # updates at 12, 18, ..., 60 transitions: the first one as soon as start_step is reached
+        (3, 6, 12, 8, 1, 60, 9),
         # first update once 8 transitions are stored (at 9); the tick passed at 6 is not owed
         (3, 5, -1, 8, 2, 45, 8),
         # skip_steps < n_envs: two updates, then one, alternately, from 9 transitions on

@@ -335,16 +335,6 @@ def test_vmap_over_seeds_gives_per_seed_runs(agent_sweep):
         assert leaf.shape[0] == 3
         assert not np.array_equal(leaf[0], leaf[1]) and not np.array_equal(leaf[1], leaf[2])
 
-    # each lane is the unbatched run of its key
-    single, single_metrics = jax.jit(trainer)(keys[1], {
-        "learning_rate": jnp.float32(1e-3), "exploration_end": jnp.float32(0.05)
-    })
-    np.testing.assert_array_equal(single_metrics.n_episodes, metrics.n_episodes[1])
-    jax.tree.map(
-        lambda a, b: np.testing.assert_allclose(a[1], b, rtol=1e-4, atol=1e-5),
-        params, params_of(single.agent_state),
-    )
-
 
 def test_sweep_learning_rate_and_exploration_without_recompiling(agent_sweep):
     trainer, sweep, traces = agent_sweep
@@ -410,6 +400,26 @@ def test_agent_train_on_a_jax_env_uses_the_compiled_path(dqn_agent_config):
     assert int(agent.state.step) > step
     assert not trees_equal(params_of(agent.state), trained)
     assert agent.logger.history["train"][-1]["step"] == DQN_STEPS + 400
+
+
+def test_second_agent_train_call_continues_the_schedules(dqn_agent_config):
+    agent = DQN("continue", dqn_agent_config)
+    agent.train(CARTPOLE, DQN_STEPS)
+    end = dqn_agent_config.algo_params.exploration_end
+    assert agent.exploration(agent.env_steps) == pytest.approx(end)  # decayed after 20 steps
+    epsilons = []
+    explore_fn = agent.explore_fn
+
+    def spy(state, key, observation, exploration):
+        jax.debug.callback(lambda e: epsilons.append(float(e)), exploration)
+        return explore_fn(state, key, observation, exploration=exploration)
+
+    agent.explore_fn = spy
+    expected = agent.expected_updates(400)
+    summary = agent.train(CARTPOLE, 400)
+    assert len(epsilons) == 400 // DQN_ENVS
+    assert max(epsilons) == pytest.approx(end), "epsilon schedule restarted"
+    assert summary["n_updates"] == expected
 
 
 # ---- episode statistics, truncation and termination ---------------------------------------------

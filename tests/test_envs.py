@@ -13,11 +13,6 @@ from kitae.envs.make import make_vec_env
 SAME_STEP = gym.vector.AutoresetMode.SAME_STEP
 
 
-class ForkServerAsyncVectorEnv(gym.vector.AsyncVectorEnv):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, context="forkserver", **kwargs)
-
-
 def time_limit(n):
     return lambda env: gym.wrappers.TimeLimit(env, max_episode_steps=n)
 
@@ -28,11 +23,8 @@ def time_limit(n):
     ids=["sync", "async"],
 )
 def test_make_vec_env_builds_same_step_autoreset_env(
-    vectorization, vector_cls, tmp_cwd, monkeypatch
+    vectorization, vector_cls, tmp_cwd
 ):
-    # Worker processes are started by a fork server rather than by forking this (multithreaded,
-    # JAX-using) test process, which can deadlock.
-    monkeypatch.setattr(gym.vector, "AsyncVectorEnv", ForkServerAsyncVectorEnv)
     env = make_vec_env("CartPole-v1", 2, vectorization=vectorization, wrappers=[time_limit(3)])
     try:
         assert isinstance(env, vector_cls)

@@ -6,11 +6,12 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from kitae.config import UpdateConfig
 from kitae.modules.modules import MLP, get_activation, init_params
-from kitae.modules.optimizer import make_optimizer
+from kitae.modules.optimizer import get_learning_rate, make_optimizer, set_learning_rate
 from kitae.modules.policy import action_distribution, actor_critic_factory
 from kitae.modules.qvalue import qvalue_factory
 
@@ -160,3 +161,27 @@ def test_make_optimizer_clips_global_gradient_norm():
     np.testing.assert_allclose(adam_updates(unclipped, grads, 1)[0],
                                -np.array([300.0, 400.0]) / (eps + np.array([300.0, 400.0])),
                                rtol=1e-3)
+
+
+@pytest.mark.parametrize("max_grad_norm", [None, 10.0], ids=["adam", "clipped-adam"])
+def test_set_learning_rate_changes_the_step_size_inside_the_optimizer_state(max_grad_norm):
+    tx = make_optimizer(UpdateConfig(learning_rate=0.1, max_grad_norm=max_grad_norm), 10)
+    params = jnp.zeros(2)
+    opt_state = tx.init(params)
+    np.testing.assert_allclose(get_learning_rate(opt_state), 0.1, rtol=1e-6)
+
+    # a traced learning rate: a compiled program can set it without recompiling
+    new_state = jax.jit(set_learning_rate)(opt_state, jnp.float32(0.5))
+
+    np.testing.assert_allclose(get_learning_rate(new_state), 0.5, rtol=1e-6)
+    np.testing.assert_allclose(get_learning_rate(opt_state), 0.1, rtol=1e-6)  # not mutated
+    updates, _ = jax.jit(tx.update)(jnp.ones(2), new_state, params)
+    np.testing.assert_allclose(updates, [-0.5, -0.5], rtol=1e-4)  # Adam's step is -lr here
+
+
+def test_set_learning_rate_rejects_optimizer_without_injected_learning_rate():
+    opt_state = optax.sgd(0.1).init(jnp.zeros(2))
+    with pytest.raises(ValueError, match="no injected learning_rate"):
+        set_learning_rate(opt_state, 0.5)
+    with pytest.raises(ValueError, match="no injected learning_rate"):
+        get_learning_rate(opt_state)

@@ -90,6 +90,7 @@ def make_algo(algo: str, steps: int, buffer: int | None):
 def greedy_scores(agent, algo: str):
     """Function mapping one seed's train state to greedy action scores for a batch of obs."""
     if algo == "ppo":
+
         def logits(module, obs):
             return module.action_logits(module.features(obs))
 
@@ -111,9 +112,9 @@ def make_evaluate(agent, algo: str):
             obs, state, total, alive = carry
             action = jnp.argmax(scores(ts, obs), axis=-1)
             keys = jax.random.split(key, EVAL_EPISODES)
-            obs, state, reward, done, _ = jax.vmap(
-                env.step, in_axes=(0, 0, 0, None)
-            )(keys, state, action, env_params)
+            obs, state, reward, done, _ = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+                keys, state, action, env_params
+            )
             total = total + reward * alive
             alive = alive * (1.0 - done)
             return (obs, state, total, alive), None
@@ -141,10 +142,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algo", choices=("ppo", "dqn"), required=True)
     parser.add_argument("--seeds", type=int, default=1, help="seeds trained in one vmap")
-    parser.add_argument("--steps", type=int, default=100_000,
-                        help="environment steps per seed (total_timesteps)")
-    parser.add_argument("--buffer", type=int, default=None,
-                        help="DQN replay buffer size (default: 50000)")
+    parser.add_argument(
+        "--steps", type=int, default=100_000, help="environment steps per seed (total_timesteps)"
+    )
+    parser.add_argument(
+        "--buffer", type=int, default=None, help="DQN replay buffer size (default: 50000)"
+    )
     args = parser.parse_args()
     if args.buffer is not None and args.algo != "dqn":
         parser.error("--buffer applies to dqn only")
@@ -169,34 +172,38 @@ def main() -> None:
 
     returns = np.asarray(make_evaluate(agent, args.algo)(ts))
     per_seed = [float(r) for r in returns.mean(axis=1)]
-    print(json.dumps({
-        "system": "rejax",
-        "algo": args.algo,
-        "config": "rejax",
-        "seeds": args.seeds,
-        "steps": args.steps,
-        "env_steps": int(np.asarray(ts.global_step)[0]),
-        "buffer": agent.buffer_size if args.algo == "dqn" else None,
-        "compile_s": compile_s,
-        "train_s": train_s,
-        "train_s_runs": times,
-        "timing": "best_of_2" if len(times) == 2 else "single",
-        "sps": args.seeds * args.steps / train_s,
-        "eval_mean": float(np.mean(per_seed)),
-        "eval_per_seed": per_seed,
-        "loadavg": loadavg,
-        "machine": {
-            "platform": platform.platform(),
-            "cpu": cpu_model(),
-            "cpu_count": os.cpu_count(),
-            "affinity": len(os.sched_getaffinity(0)),
-            "jax_backend": jax.default_backend(),
-        },
-        "versions": {
-            name: version(name)
-            for name in ("rejax", "gymnax", "jax", "jaxlib", "flax", "optax")
-        },
-    }))
+    print(
+        json.dumps(
+            {
+                "system": "rejax",
+                "algo": args.algo,
+                "config": "rejax",
+                "seeds": args.seeds,
+                "steps": args.steps,
+                "env_steps": int(np.asarray(ts.global_step)[0]),
+                "buffer": agent.buffer_size if args.algo == "dqn" else None,
+                "compile_s": compile_s,
+                "train_s": train_s,
+                "train_s_runs": times,
+                "timing": "best_of_2" if len(times) == 2 else "single",
+                "sps": args.seeds * args.steps / train_s,
+                "eval_mean": float(np.mean(per_seed)),
+                "eval_per_seed": per_seed,
+                "loadavg": loadavg,
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpu": cpu_model(),
+                    "cpu_count": os.cpu_count(),
+                    "affinity": len(os.sched_getaffinity(0)),
+                    "jax_backend": jax.default_backend(),
+                },
+                "versions": {
+                    name: version(name)
+                    for name in ("rejax", "gymnax", "jax", "jaxlib", "flax", "optax")
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

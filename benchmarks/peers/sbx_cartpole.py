@@ -112,8 +112,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--algo", choices=("dqn", "ppo"), required=True)
     parser.add_argument("--seed", type=int, required=True)
-    parser.add_argument("--steps", type=int, default=None,
-                        help="environment steps (default: 50000 for dqn, 100000 for ppo)")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="environment steps (default: 50000 for dqn, 100000 for ppo)",
+    )
     args = parser.parse_args()
     steps = args.steps if args.steps is not None else DEFAULT_STEPS[args.algo]
 
@@ -125,32 +129,36 @@ def main() -> None:
     train_s = time.perf_counter() - start
 
     returns = evaluate(model)
-    print(json.dumps({
-        "system": "sbx",
-        "algo": args.algo,
-        "config": "rl-zoo",
-        "seed": args.seed,
-        "steps": steps,
-        "env_steps": int(model.num_timesteps),
-        "train_s": train_s,
-        "sps": steps / train_s,
-        "eval_mean": float(np.mean(returns)),
-        "eval_std": float(np.std(returns)),
-        "eval_returns": returns,
-        "loadavg": loadavg,
-        "machine": {
-            "platform": platform.platform(),
-            "cpu": cpu_model(),
-            "cpu_count": os.cpu_count(),
-            "affinity": len(os.sched_getaffinity(0)),
-            "jax_backend": jax.default_backend(),
-        },
-        "versions": {
-            "sbx": sbx.__version__,
-            "jax": jax.__version__,
-            "torch": torch.__version__,
-        },
-    }))
+    print(
+        json.dumps(
+            {
+                "system": "sbx",
+                "algo": args.algo,
+                "config": "rl-zoo",
+                "seed": args.seed,
+                "steps": steps,
+                "env_steps": int(model.num_timesteps),
+                "train_s": train_s,
+                "sps": steps / train_s,
+                "eval_mean": float(np.mean(returns)),
+                "eval_std": float(np.std(returns)),
+                "eval_returns": returns,
+                "loadavg": loadavg,
+                "machine": {
+                    "platform": platform.platform(),
+                    "cpu": cpu_model(),
+                    "cpu_count": os.cpu_count(),
+                    "affinity": len(os.sched_getaffinity(0)),
+                    "jax_backend": jax.default_backend(),
+                },
+                "versions": {
+                    "sbx": sbx.__version__,
+                    "jax": jax.__version__,
+                    "torch": torch.__version__,
+                },
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,8 @@ class DQNParams(AlgoParams):
         loss: ``"huber"`` or ``"mse"``.
         tau: target update rate: 1 copies the online params (hard update), < 1 is Polyak averaging.
         target_update_period: gradient steps between two target updates.
-        skip_steps: transitions between two updates (each of ``update_cfg.n_epochs`` gradient steps).
+        skip_steps: transitions between two updates (each of ``update_cfg.n_epochs``
+            gradient steps).
         start_step: transitions collected before the first update (-1: as soon as a batch fits).
         hidden_sizes: Q-network torso.
         activation: torso activation.
@@ -83,12 +84,16 @@ class DQNParams(AlgoParams):
                 "must be in (0, 1]."
             )
         if self.loss not in LOSSES:
-            raise ValueError(f"algo_params.loss={self.loss!r} is invalid: use one of {list(LOSSES)}.")
+            raise ValueError(
+                f"algo_params.loss={self.loss!r} is invalid: use one of {list(LOSSES)}."
+            )
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"algo_params.tau={self.tau!r} is invalid: it must be in (0, 1].")
-        if isinstance(self.target_update_period, bool) or not isinstance(
-            self.target_update_period, int
-        ) or self.target_update_period < 1:
+        if (
+            isinstance(self.target_update_period, bool)
+            or not isinstance(self.target_update_period, int)
+            or self.target_update_period < 1
+        ):
             raise ValueError(
                 f"algo_params.target_update_period={self.target_update_period!r} is invalid: it "
                 "must be an integer >= 1."
@@ -148,7 +153,7 @@ def train_state_dqn_factory(
 
 
 def explore_factory(config: AlgoConfig) -> Callable:
-    """``explore_fn(state, key, observations [B, ...], exploration) -> (actions [B], log_probs [B])``,
+    """``explore_fn(state, key, observations [B, ...], exploration) -> (actions, log_probs)``,
     epsilon-greedy with ``epsilon = exploration``."""
     del config
 
@@ -166,7 +171,9 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
     ``r + gamma * (1 - done) * Q_target(s', a*)``, ``a*`` from the online net when double-Q."""
     p: DQNParams = config.algo_params
 
-    def process_experience_fn(state: TrainState, key: jax.Array, experience: Experience) -> DQNBatch:
+    def process_experience_fn(
+        state: TrainState, key: jax.Array, experience: Experience
+    ) -> DQNBatch:
         del key
         next_q_target = state.apply_fn(state.target_params, experience.next_observation)
         if p.double_q:
@@ -193,7 +200,9 @@ def update_step_factory(config: AlgoConfig) -> Callable:
 
         def loss_fn(params: Params):
             qvalues = state.apply_fn(params, batch.observation)
-            q_taken = jnp.take_along_axis(qvalues, batch.action[:, None].astype(jnp.int32), -1)[:, 0]
+            q_taken = jnp.take_along_axis(qvalues, batch.action[:, None].astype(jnp.int32), -1)[
+                :, 0
+            ]
             loss = loss_fn_name(q_taken, batch.target)
             return loss, {"loss_qvalue": loss, "qvalue_mean": q_taken.mean()}
 

@@ -158,7 +158,9 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
     trajectory: values of observations and true next observations, then GAE."""
     p: PPOParams = config.algo_params
 
-    def process_experience_fn(state: TrainState, key: jax.Array, experience: Experience) -> PPOBatch:
+    def process_experience_fn(
+        state: TrainState, key: jax.Array, experience: Experience
+    ) -> PPOBatch:
         del key
         _, values = state.apply_fn(state.params, experience.observation)
         _, next_values = state.apply_fn(state.params, experience.next_observation)
@@ -203,7 +205,9 @@ def update_step_factory(config: AlgoConfig) -> Callable:
             policy_output, values = state.apply_fn(params, batch.observation)
             dist = action_distribution(policy_output, discrete)
             log_probs = dist.log_prob(batch.action)
-            policy_loss, approx_kl = loss_policy_ppo(log_probs, batch.log_prob, advantages, clip_eps)
+            policy_loss, approx_kl = loss_policy_ppo(
+                log_probs, batch.log_prob, advantages, clip_eps
+            )
             value_loss = loss_value_clip(values, batch.target, batch.value, p.value_clip_eps)
             entropy = dist.entropy().mean()
             loss = policy_loss + p.value_coef * value_loss - p.entropy_coef * entropy
@@ -258,7 +262,9 @@ class PPO(OnPolicyAgent):
         )
 
     def select_action(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.explore_fn(self.acting_state, self.interact_keys(observation), observation, True)
+        return self.explore_fn(
+            self.acting_state, self.interact_keys(observation), observation, True
+        )
 
     def to_env_action(self, actions):
         space = self.config.env_cfg.action_space

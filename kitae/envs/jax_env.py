@@ -105,8 +105,9 @@ class JaxEnv:
         reset_obs, reset_state = self.env.reset_env(key_reset, self.params)
         state_out = jax.tree.map(lambda r, s: jax.lax.select(ended, r, s), reset_state, next_state)
         obs_out = jax.tree.map(lambda r, s: jax.lax.select(ended, r, s), reset_obs, next_obs)
-        return JaxStep(obs_out, state_out, jnp.asarray(reward, jnp.float32), terminated,
-                       truncated, next_obs)
+        return JaxStep(
+            obs_out, state_out, jnp.asarray(reward, jnp.float32), terminated, truncated, next_obs
+        )
 
 
 def make_jax_env(env: str | Any, params: Any = None) -> JaxEnv:

@@ -7,6 +7,7 @@ observation of the next episode and puts the true final observation in
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,7 @@ def make_vec_env(
     vectorization: str = "sync",
     wrappers: Sequence[Callable[[gym.Env], gym.Env]] = (),
     video_dir: str | Path = "videos",
+    context: str = "forkserver",
     **env_kwargs: Any,
 ) -> gym.vector.VectorEnv:
     """Builds ``n_envs`` copies of ``env_id`` as one same-step-autoreset vector env.
@@ -77,12 +79,13 @@ def make_vec_env(
             subprocess per env).
         wrappers: gymnasium wrappers applied to every env.
         video_dir: parent folder of the videos.
+        context: multiprocessing start method of the async workers.
         **env_kwargs: passed to ``gymnasium.make``.
 
     Raises:
         ValueError: for ``n_envs < 1`` or an unknown ``vectorization``.
     """
-    if isinstance(n_envs, bool) or not isinstance(n_envs, int) or n_envs < 1:
+    if isinstance(n_envs, bool) or not isinstance(n_envs, numbers.Integral) or n_envs < 1:
         raise ValueError(f"n_envs={n_envs!r} is invalid: it must be an integer >= 1.")
     if vectorization not in VECTORIZATION_MODES:
         raise ValueError(
@@ -107,5 +110,9 @@ def make_vec_env(
         )
         for i in range(n_envs)
     ]
-    vector_cls = gym.vector.SyncVectorEnv if vectorization == "sync" else gym.vector.AsyncVectorEnv
-    return vector_cls(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    if vectorization == "sync":
+        return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+    # Forking a process that runs JAX's thread pools can deadlock: start workers from a server.
+    return gym.vector.AsyncVectorEnv(
+        fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, context=context
+    )

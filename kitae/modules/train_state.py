@@ -56,7 +56,11 @@ def averaged_gradients(axis_name: str) -> Iterator[None]:
 
 
 def polyak_update(
-    params: Any, target_params: Any, tau: float | jax.Array, step: jax.Array | int = 0, period: int = 1
+    params: Any,
+    target_params: Any,
+    tau: float | jax.Array,
+    step: jax.Array | int = 0,
+    period: int = 1,
 ) -> Any:
     """``tau * params + (1 - tau) * target_params`` when ``step % period == 0``, else the target.
 
