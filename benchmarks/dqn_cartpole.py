@@ -21,15 +21,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import time
 
-import numpy as np
-from common import EVAL_EPISODES, EVAL_SEED, emit
+from common import train_and_report
 
 import kitae.config as cfg
 from kitae.algos import DQN, DQNParams
 from kitae.envs.make import make_vec_env
-from kitae.evaluation import evaluate
 
 ENV_ID = "CartPole-v1"
 
@@ -85,44 +82,7 @@ def main() -> None:
         config = DQN.default_config(env, seed=args.seed, n_env_steps=args.steps)
     config.train_cfg.progress_bar = args.progress
     agent = DQN(f"dqn-{args.config}-{args.seed}", config)
-    checkpoints, eval_s = [], 0.0
-
-    def checkpoint(agent: DQN) -> None:
-        nonlocal eval_s
-        start = time.perf_counter()
-        returns = evaluate(agent, ENV_ID, EVAL_EPISODES, EVAL_SEED)
-        checkpoints.append((agent.env_steps, float(np.mean(returns))))
-        eval_s += time.perf_counter() - start
-
-    start = time.perf_counter()
-    summary = agent.train(
-        env,
-        callback=checkpoint if args.eval_every else None,
-        callback_every=args.eval_every or 10_000,
-    )
-    train_s = time.perf_counter() - start - eval_s
-    returns = evaluate(agent, ENV_ID, EVAL_EPISODES, EVAL_SEED)
-    if not checkpoints or checkpoints[-1][0] != agent.env_steps:
-        checkpoints.append((agent.env_steps, float(np.mean(returns))))
-    solved = [step for step, value in checkpoints if value >= 475]
-    emit(
-        {
-            "system": "kitae",
-            "algo": "dqn",
-            "config": args.config,
-            "seed": args.seed,
-            "steps": summary["env_steps"],
-            "train_s": round(train_s, 3),
-            "sps": round(summary["env_steps"] / train_s, 1),
-            "eval_mean": float(np.mean(returns)),
-            "eval_std": float(np.std(returns)),
-            "eval_returns": returns.tolist(),
-            "n_updates": summary["n_updates"],
-            "gradient_steps": int(agent.state.step),
-            "checkpoints": checkpoints,
-            "first_solved": solved[0] if solved else None,
-        }
-    )
+    train_and_report(agent, env, "dqn", args.config, args.seed, args.eval_every)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ minibatch of 256, 20 epochs, gamma 0.98, GAE lambda 0.8, lr 1e-3 and clip 0.2 bo
 linearly to 0, entropy 0, value coefficient 0.5, gradient norm 0.5, 64-64 tanh actor and critic
 (SB3 defaults for the rest).
 
-``train_s`` is the wall time of ``agent.train`` (compilation included); evaluation is not timed.
+``train_s`` is the wall time of ``agent.train`` (compilation included); evaluations are not timed.
 
 Usage::
 
@@ -15,15 +15,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import time
 
-import numpy as np
-from common import EVAL_EPISODES, EVAL_SEED, emit
+from common import train_and_report
 
 import kitae.config as cfg
 from kitae.algos import PPO, PPOParams
 from kitae.envs.make import make_vec_env
-from kitae.evaluation import evaluate
 
 ENV_ID = "CartPole-v1"
 N_ENVS = 8
@@ -59,6 +56,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument(
+        "--eval-every",
+        type=int,
+        default=0,
+        help="also evaluate every this many steps (0: only at the end)",
+    )
     parser.add_argument("--progress", action="store_true", help="show the progress bar")
     args = parser.parse_args()
 
@@ -66,26 +69,7 @@ def main() -> None:
     config = rl_zoo_config(env, args.seed, args.steps)
     config.train_cfg.progress_bar = args.progress
     agent = PPO(f"ppo-rl-zoo-{args.seed}", config)
-    start = time.perf_counter()
-    summary = agent.train(env)
-    train_s = time.perf_counter() - start
-    returns = evaluate(agent, ENV_ID, EVAL_EPISODES, EVAL_SEED)
-    emit(
-        {
-            "system": "kitae",
-            "algo": "ppo",
-            "config": "rl-zoo",
-            "seed": args.seed,
-            "steps": summary["env_steps"],
-            "train_s": round(train_s, 3),
-            "sps": round(summary["env_steps"] / train_s, 1),
-            "eval_mean": float(np.mean(returns)),
-            "eval_std": float(np.std(returns)),
-            "eval_returns": returns.tolist(),
-            "n_updates": summary["n_updates"],
-            "gradient_steps": int(agent.state.step),
-        }
-    )
+    train_and_report(agent, env, "ppo", "rl-zoo", args.seed, args.eval_every)
 
 
 if __name__ == "__main__":

@@ -170,6 +170,8 @@ class BaseAgent(IAgent):
         explore_factory: builds :attr:`explore_fn` (jitted once).
         process_experience_factory: builds the experience processing, compiled into the update.
         update_step_factory: builds one gradient step, compiled into the update.
+            A factory left to ``None`` is taken from the class attribute :attr:`factories`
+            (how built-in agents declare theirs).
         preprocess_fn: optional observation preprocessing handed to ``train_state_factory``.
         tabulate: print the networks' parameter tables.
         experience_type: the transition container the loop fills (an :class:`Experience`).
@@ -183,16 +185,34 @@ class BaseAgent(IAgent):
         self,
         run_name: str,
         config: AlgoConfig,
-        train_state_factory: Callable[..., AgentState],
-        explore_factory: Callable[[AlgoConfig], Callable],
-        process_experience_factory: Callable[[AlgoConfig], Callable],
-        update_step_factory: Callable[[AlgoConfig], Callable],
+        train_state_factory: Callable[..., AgentState] | None = None,
+        explore_factory: Callable[[AlgoConfig], Callable] | None = None,
+        process_experience_factory: Callable[[AlgoConfig], Callable] | None = None,
+        update_step_factory: Callable[[AlgoConfig], Callable] | None = None,
         *,
         preprocess_fn: Callable | None = None,
         tabulate: bool = False,
         experience_type: type = Experience,
         run_dir: str | Path | None = None,
     ):
+        given = (
+            train_state_factory,
+            explore_factory,
+            process_experience_factory,
+            update_step_factory,
+        )
+        factories = tuple(
+            f if f is not None else d
+            for f, d in zip(given, self.factories or (None,) * 4, strict=True)
+        )
+        if any(f is None for f in factories):
+            raise TypeError(
+                f"{type(self).__name__} needs its four factories: pass them to __init__ or set "
+                "the class attribute `factories`."
+            )
+        train_state_factory, explore_factory, process_experience_factory, update_step_factory = (
+            factories
+        )
         validate_config(config)
         self.validate_config(config)
         self.run_name = run_name
@@ -265,6 +285,8 @@ class BaseAgent(IAgent):
 
     params_type: type | None = None
     """The algorithm's params dataclass (used by :meth:`default_config`)."""
+    factories: tuple[Callable, Callable, Callable, Callable] | None = None
+    """Default ``(train_state, explore, process_experience, update_step)`` factories."""
     default_update_cfg: UpdateConfig = UpdateConfig()
     """Update settings used by :meth:`default_config`."""
 

@@ -39,13 +39,22 @@ def dqn_config(
         "start_step": -1,
         "skip_steps": 2,
         "target_update_period": 3,
+        "tau": 1.0,
+        "loss": "huber",
+        "double_q": True,
+        "dueling": False,
+        "exploration_start": 1.0,
+        "exploration_end": 0.05,
         "exploration_fraction": 0.5,
         **params,
     }
-    update_params = {
+    update_params = {  # every field explicit: the tests do not depend on the defaults
         "learning_rate": 1e-3,
+        "learning_rate_annealing": False,
+        "max_grad_norm": None,
         "max_buffer_size": 256,
         "batch_size": 8,
+        "n_epochs": 1,
         **(update or {}),
     }
     return AlgoConfig(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import distrax
@@ -61,16 +60,16 @@ class DQNParams(AlgoParams):
 
     gamma: float = 0.99
     exploration_start: float = 1.0
-    exploration_end: float = 0.04
-    exploration_fraction: float = 0.2
+    exploration_end: float = 0.02
+    exploration_fraction: float = 0.1
     double_q: bool = True
     dueling: bool = False
-    loss: str = "huber"
-    tau: float = 1.0
-    target_update_period: int = 250
+    loss: str = "mse"
+    tau: float = 0.01
+    target_update_period: int = 1
     skip_steps: int = 4
     start_step: int = 1000
-    hidden_sizes: Sequence[int] = (256, 256)
+    hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "relu"
 
     def validate(self, config: AlgoConfig) -> None:
@@ -223,35 +222,23 @@ class DQN(OffPolicyAgent):
 
     params_type = DQNParams
     default_update_cfg = UpdateConfig(
-        learning_rate=1e-3,
+        learning_rate=2.3e-3,
         learning_rate_annealing=True,
         max_grad_norm=10.0,
         max_buffer_size=50_000,
-        batch_size=64,
-        n_epochs=1,
+        batch_size=128,
+        n_epochs=2,
     )
 
-    def __init__(
-        self,
-        run_name: str,
-        config: AlgoConfig,
-        *,
-        preprocess_fn: Callable | None = None,
-        tabulate: bool = False,
-        run_dir: str | Path | None = None,
-    ):
-        super().__init__(
-            run_name,
-            config,
-            train_state_dqn_factory,
-            explore_factory,
-            process_experience_factory,
-            update_step_factory,
-            preprocess_fn=preprocess_fn,
-            tabulate=tabulate,
-            experience_type=Experience,
-            run_dir=run_dir,
-        )
+    factories = (
+        train_state_dqn_factory,
+        explore_factory,
+        process_experience_factory,
+        update_step_factory,
+    )
+
+    def __init__(self, run_name: str, config: AlgoConfig, **kwargs):
+        super().__init__(run_name, config, **kwargs)
         p: DQNParams = config.algo_params
         self.exploration = LinearSchedule(
             p.exploration_start,

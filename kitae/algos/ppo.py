@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import gymnasium as gym
@@ -230,6 +229,12 @@ class PPO(OnPolicyAgent):
     takes its mode. Continuous actions are clipped to the env bounds when stepping the env."""
 
     params_type = PPOParams
+    factories = (
+        train_state_ppo_factory,
+        explore_factory,
+        process_experience_factory,
+        update_step_factory,
+    )
     default_update_cfg = UpdateConfig(
         learning_rate=2.5e-4,
         learning_rate_annealing=True,
@@ -238,28 +243,6 @@ class PPO(OnPolicyAgent):
         batch_size=128,
         n_epochs=4,
     )
-
-    def __init__(
-        self,
-        run_name: str,
-        config: AlgoConfig,
-        *,
-        preprocess_fn: Callable | None = None,
-        tabulate: bool = False,
-        run_dir: str | Path | None = None,
-    ):
-        super().__init__(
-            run_name,
-            config,
-            train_state_ppo_factory,
-            explore_factory,
-            process_experience_factory,
-            update_step_factory,
-            preprocess_fn=preprocess_fn,
-            tabulate=tabulate,
-            experience_type=Experience,
-            run_dir=run_dir,
-        )
 
     def select_action(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
         return self.explore_fn(
