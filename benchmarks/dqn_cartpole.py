@@ -6,7 +6,8 @@ steps with 128 gradient steps, epsilon 1.0 -> 0.04 over the first 16% of 50k ste
 Huber loss, no gradient clipping, hard target copy. RL-Zoo syncs the target every 10 env steps,
 i.e. once between two 128-step bursts; kitae counts ``target_update_period`` in gradient steps, so
 128 gives the same schedule (the target is constant during a burst and equals the online net after
-it). ``--config default`` uses ``DQN.default_config`` (kitae's own settings).
+it). ``--config default`` uses ``DQN.default_config`` with ``DQN.default_n_envs`` envs (kitae's
+own settings).
 
 ``train_s`` is the wall time of ``agent.train`` (compilation included); evaluations are not
 timed: the final one, and with ``--eval-every K`` one every K steps (``checkpoints``, and
@@ -75,10 +76,11 @@ def main() -> None:
     parser.add_argument("--progress", action="store_true", help="show the progress bar")
     args = parser.parse_args()
 
-    env = make_vec_env(ENV_ID, 1)
     if args.config == "rl-zoo":
+        env = make_vec_env(ENV_ID, 1)
         config = rl_zoo_config(env, args.seed, args.steps)
     else:
+        env = make_vec_env(ENV_ID, DQN.default_n_envs)
         config = DQN.default_config(env, seed=args.seed, n_env_steps=args.steps)
     config.train_cfg.progress_bar = args.progress
     agent = DQN(f"dqn-{args.config}-{args.seed}", config)

@@ -16,11 +16,11 @@ SEEDS=${SEEDS:-"0 1 2 3 4"}
 for seed in $SEEDS; do
   "$KITAE_PY" dqn_cartpole.py --seed "$seed" --config rl-zoo >> "$OUT/dqn_cartpole.jsonl"
   [ -n "$PEERS_PY" ] && "$PEERS_PY" peers/sbx_cartpole.py --algo dqn --seed "$seed" >> "$OUT/sbx_cartpole.jsonl"
-  "$KITAE_PY" dqn_cartpole.py --seed "$seed" --config default >> "$OUT/dqn_cartpole.jsonl"
+  "$KITAE_PY" dqn_cartpole.py --seed "$seed" --config default --eval-every 5000 >> "$OUT/dqn_cartpole.jsonl"
 done
 "$KITAE_PY" dqn_floor.py >> "$OUT/dqn_floor.jsonl"
 for seed in $SEEDS; do
-  "$KITAE_PY" ppo_cartpole.py --seed "$seed" >> "$OUT/ppo_cartpole.jsonl"
+  "$KITAE_PY" ppo_cartpole.py --seed "$seed" --eval-every 10000 >> "$OUT/ppo_cartpole.jsonl"
   [ -n "$PEERS_PY" ] && "$PEERS_PY" peers/sbx_cartpole.py --algo ppo --seed "$seed" >> "$OUT/sbx_cartpole.jsonl"
 done
 

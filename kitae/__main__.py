@@ -18,8 +18,8 @@ from kitae.algos import DQN, PPO
 from kitae.envs.make import make_vec_env
 from kitae.evaluation import evaluate
 
-AGENTS = {"dqn": (DQN, 1, 50_000), "ppo": (PPO, 4, 200_000)}
-"""name -> (agent class, default number of envs, default number of env steps)."""
+AGENTS = {"dqn": (DQN, 50_000), "ppo": (PPO, 200_000)}
+"""name -> (agent class, default number of env steps)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--seed", type=int, default=0, help="the one seed of the run")
     train.add_argument(
-        "--n-envs", type=int, default=None, help="vectorized envs (default: 1 for dqn, 4 for ppo)"
+        "--n-envs", type=int, default=None, help="vectorized envs (default: 4 for dqn and ppo)"
     )
     train.add_argument(
         "--eval-episodes", type=int, default=20, help="greedy evaluation episodes after training"
@@ -51,8 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_command(args: argparse.Namespace) -> dict:
-    agent_cls, default_envs, default_steps = AGENTS[args.algo]
-    n_envs = args.n_envs or default_envs
+    agent_cls, default_steps = AGENTS[args.algo]
+    n_envs = args.n_envs or agent_cls.default_n_envs
     steps = args.steps or default_steps
     env = make_vec_env(args.env, n_envs)
     config = agent_cls.default_config(env, seed=args.seed, n_env_steps=steps)

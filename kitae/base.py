@@ -285,6 +285,8 @@ class BaseAgent(IAgent):
 
     params_type: type | None = None
     """The algorithm's params dataclass (used by :meth:`default_config`)."""
+    default_n_envs: int = 1
+    """Number of envs the agent's defaults were chosen for (used by the command line)."""
     factories: tuple[Callable, Callable, Callable, Callable] | None = None
     """Default ``(train_state, explore, process_experience, update_step)`` factories."""
     default_update_cfg: UpdateConfig = UpdateConfig()
@@ -324,6 +326,16 @@ class BaseAgent(IAgent):
         key = self._key_pool[self._key_index]
         self._key_index += 1
         return key
+
+    @contextlib.contextmanager
+    def preserved_keys(self):
+        """Restores the interaction-key stream on exit, so that what runs inside (e.g. an
+        evaluation calling :meth:`select_action`) does not change the course of training."""
+        saved = (self._interact_key, self._key_pool, self._key_index)
+        try:
+            yield self
+        finally:
+            self._interact_key, self._key_pool, self._key_index = saved
 
     @property
     def acting_state(self) -> AgentState:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,8 @@ def evaluate(
     """Returns of ``n_episodes`` episodes; episode ``i`` starts from ``reset(seed=seed + i)``.
 
     Runs the episodes side by side in one vector env, using ``agent.select_action`` (or
-    ``agent.explore`` when ``greedy=False``) on the batch of observations.
+    ``agent.explore`` when ``greedy=False``) on the batch of observations. The agent's
+    interaction keys are restored afterwards, so evaluating during training does not change it.
 
     Args:
         agent: any agent with ``select_action(observations) -> (actions, log_probs)``.
@@ -38,18 +40,20 @@ def evaluate(
     """
     env = make_vec_env(env_id, n_episodes, **env_kwargs)
     act = agent.select_action if greedy else agent.explore
-    try:
-        obs, _ = env.reset(seed=seed)
-        returns = np.zeros(n_episodes)
-        running = np.ones(n_episodes, bool)
-        for _ in range(max_steps):
-            actions, _ = act(obs)
+    preserved = getattr(agent, "preserved_keys", contextlib.nullcontext)
+    with preserved():
+        try:
+            obs, _ = env.reset(seed=seed)
+            returns = np.zeros(n_episodes)
+            running = np.ones(n_episodes, bool)
             to_env = getattr(agent, "to_env_action", lambda a: a)
-            obs, rewards, terminated, truncated, _ = env.step(to_env(np.asarray(actions)))
-            returns += rewards * running
-            running &= ~(terminated | truncated)
-            if not running.any():
-                break
-    finally:
-        env.close()
+            for _ in range(max_steps):
+                actions, _ = act(obs)
+                obs, rewards, terminated, truncated, _ = env.step(to_env(np.asarray(actions)))
+                returns += rewards * running
+                running &= ~(terminated | truncated)
+                if not running.any():
+                    break
+        finally:
+            env.close()
     return returns

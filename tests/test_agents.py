@@ -483,6 +483,22 @@ def test_same_seed_gives_bit_identical_training(algo):
     assert trees_all_differ(a.state.params, c.state.params)
 
 
+def test_evaluating_during_training_does_not_change_training():
+    from kitae.envs.make import make_vec_env
+    from kitae.evaluation import evaluate
+
+    def run(with_evaluations: bool) -> DQN:
+        env = make_vec_env("CartPole-v1", 2)
+        agent = DQN("eval", dqn_config(env, n_env_steps=200))
+        callback = (lambda a: evaluate(a, "CartPole-v1", 2)) if with_evaluations else None
+        agent.train(env, 200, callback=callback, callback_every=50)
+        return agent
+
+    plain, evaluated = run(False), run(True)
+    assert plain.n_updates > 0
+    assert_trees_equal(plain.state.params, evaluated.state.params)
+
+
 # ---- 5: jit once -----------------------------------------------------------------------------
 
 

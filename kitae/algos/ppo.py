@@ -229,6 +229,7 @@ class PPO(OnPolicyAgent):
     takes its mode. Continuous actions are clipped to the env bounds when stepping the env."""
 
     params_type = PPOParams
+    default_n_envs = 4
     factories = (
         train_state_ppo_factory,
         explore_factory,
