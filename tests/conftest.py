@@ -13,6 +13,8 @@ from pathlib import Path
 import jax
 import pytest
 
+import kitae  # noqa: F401  (its CPU defaults must be set before JAX initialises a backend)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 JAX_CACHE_DIR = Path(os.environ.get("KITAE_TEST_JAX_CACHE", REPO_ROOT / ".jax_cache"))
 
