@@ -7,22 +7,18 @@ defaults that suit reinforcement learning's many small computations; neither cha
   gymnasium loop makes one small jitted call per env step and waits for its result, and
   synchronous dispatch halves the cost of such calls. Set ``KITAE_CPU_ASYNC_DISPATCH=1`` to keep
   it.
-* XLA's multi-threaded matrix kernels are turned off (``--xla_cpu_multi_thread_eigen=false``
-  and ``--xla_cpu_use_xnnpack=false`` in ``XLA_FLAGS``, each unless ``XLA_FLAGS`` already sets
-  it): with small networks, splitting each matrix product over threads costs more than it saves
-  (8 vmapped PPO seeds train 1.7x faster without it on 2 cores), and long vmapped training
-  programs were seen to hang in XLA's CPU thread pool with it. Set
-  ``KITAE_CPU_MULTI_THREAD_EIGEN=1`` to keep XLA's defaults.
+* XLA's multi-threaded Eigen kernels are turned off (``--xla_cpu_multi_thread_eigen=false`` in
+  ``XLA_FLAGS``, unless ``XLA_FLAGS`` already sets it): with small networks, splitting each
+  matrix product over threads costs more than it saves (8 vmapped PPO seeds train 1.7x faster
+  without it on 2 cores). Set ``KITAE_CPU_MULTI_THREAD_EIGEN=1`` to keep XLA's default.
 """
 
 import os
 
 if os.environ.get("KITAE_CPU_MULTI_THREAD_EIGEN", "0") != "1":
     _flags = os.environ.get("XLA_FLAGS", "")
-    for _flag in ("xla_cpu_multi_thread_eigen", "xla_cpu_use_xnnpack"):
-        if _flag not in _flags:
-            _flags = f"{_flags} --{_flag}=false".strip()
-    os.environ["XLA_FLAGS"] = _flags
+    if "xla_cpu_multi_thread_eigen" not in _flags:
+        os.environ["XLA_FLAGS"] = f"{_flags} --xla_cpu_multi_thread_eigen=false".strip()
 
 import jax  # noqa: E402
 

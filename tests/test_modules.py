@@ -185,3 +185,23 @@ def test_set_learning_rate_rejects_optimizer_without_injected_learning_rate():
         set_learning_rate(opt_state, 0.5)
     with pytest.raises(ValueError, match="no injected learning_rate"):
         get_learning_rate(opt_state)
+
+
+@pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (3, 5, 7)], ids=str)
+def test_orthogonal_init_is_scaled_orthonormal(shape):
+    from kitae.modules.modules import orthogonal
+
+    w = np.asarray(orthogonal(2.0)(jax.random.PRNGKey(0), shape)).reshape(-1, shape[-1]) / 2.0
+    gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+    np.testing.assert_allclose(gram, np.eye(gram.shape[0]), atol=1e-5)
+    other = np.asarray(orthogonal(2.0)(jax.random.PRNGKey(1), shape)).reshape(w.shape) / 2.0
+    assert not np.allclose(w, other)
+
+
+def test_orthogonal_init_needs_no_lapack_call_under_vmap():
+    # A batched LAPACK QR inside a compiled training program can deadlock XLA's CPU pool.
+    from kitae.modules.modules import orthogonal
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 4)
+    hlo = jax.jit(jax.vmap(lambda k: orthogonal()(k, (8, 8)))).lower(keys).as_text()
+    assert "lapack" not in hlo.lower() and "custom_call" not in hlo

@@ -35,6 +35,39 @@ def init_params(
     return module.init(key, *dummy)
 
 
+def orthogonal(scale: float = 1.0) -> Callable[..., jax.Array]:
+    """Orthogonal initializer: ``scale`` times a uniformly random (semi-)orthogonal matrix.
+
+    Written here rather than with ``flax.linen.initializers.orthogonal`` because that one calls
+    LAPACK's QR, a custom call that, batched under ``vmap`` inside a compiled training program,
+    can deadlock XLA's CPU thread pool; this one orthonormalises Gaussian columns with
+    Gram-Schmidt (applied twice, for stability) using plain matrix products.
+    See "Exact solutions to the nonlinear dynamics of learning in deep linear neural networks",
+    Saxe et al., 2014.
+
+    Returns:
+        ``init(key, shape, dtype) -> [*shape]`` where the last axis is the output dimension.
+    """
+
+    def init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+        n_rows, n_cols = int(np.prod(shape[:-1])), int(shape[-1])
+        tall = n_rows >= n_cols
+        rows, cols = (n_rows, n_cols) if tall else (n_cols, n_rows)
+        a = jax.random.normal(key, (cols, rows), jnp.float32)  # one Gaussian vector per row
+
+        def orthonormalise(q: jax.Array, j: jax.Array) -> tuple[jax.Array, None]:
+            v = a[j]
+            for _ in range(2):
+                v = v - q.T @ (q @ v)
+            return q.at[j].set(v / jnp.linalg.norm(v)), None
+
+        q, _ = jax.lax.scan(orthonormalise, jnp.zeros((cols, rows), jnp.float32), jnp.arange(cols))
+        matrix = q.T if tall else q  # [n_rows, n_cols] with orthonormal columns (or rows)
+        return (scale * matrix).reshape(shape).astype(dtype)
+
+    return init
+
+
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu,
     "tanh": nn.tanh,
@@ -72,7 +105,7 @@ class MLP(nn.Module):
             if self.kernel_scale is None:
                 x = nn.Dense(size)(x)
             else:
-                x = nn.Dense(size, kernel_init=nn.initializers.orthogonal(self.kernel_scale))(x)
+                x = nn.Dense(size, kernel_init=orthogonal(self.kernel_scale))(x)
             x = act(x)
         return x
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kitae.modules.modules import MLP, SQRT2
+from kitae.modules.modules import MLP, SQRT2, orthogonal
 
 
 class ActorCritic(nn.Module):
@@ -49,14 +49,14 @@ class ActorCritic(nn.Module):
         torso = lambda: MLP(self.hidden_sizes, self.activation, kernel_scale=SQRT2)  # noqa: E731
         actor_x = torso()(x)
         critic_x = actor_x if self.shared_encoder else torso()(x)
-        value = nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(critic_x)[..., 0]
-        head = nn.Dense(self.action_dim, kernel_init=nn.initializers.orthogonal(0.01))(actor_x)
+        value = nn.Dense(1, kernel_init=orthogonal(1.0))(critic_x)[..., 0]
+        head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01))(actor_x)
         if self.discrete:
             return head, value
         if self.state_dependent_std:
             log_std = nn.Dense(
                 self.action_dim,
-                kernel_init=nn.initializers.orthogonal(0.01),
+                kernel_init=orthogonal(0.01),
                 bias_init=nn.initializers.constant(self.log_std_init),
             )(actor_x)
         else:
