@@ -46,7 +46,7 @@ from kitae.envs.jax_env import is_jax_env
 from kitae.logger import Logger
 from kitae.modules.train_state import TrainState
 from kitae.schedules import off_policy_update_count, on_policy_update_count
-from kitae.types import AgentState, Info, PRNGKey
+from kitae.types import AgentState, Info
 
 KEY_POOL_SIZE = 4096
 """Interaction keys are split this many at a time, in one jitted call."""
@@ -823,7 +823,6 @@ __all__ = [
     "OffPolicyAgent",
     "OnPolicyAgent",
     "EpisodeTracker",
-    "PRNGKey",
     "as_vector_env",
     "make_off_policy_update",
     "make_on_policy_update",

@@ -194,7 +194,7 @@ def update_step_factory(config: AlgoConfig) -> Callable:
     """``update_step_fn(state, key, DQNBatch) -> (state, info)``: one gradient step on the TD
     loss, then the periodic target update."""
     p: DQNParams = config.algo_params
-    loss_fn_name = LOSSES[p.loss]
+    td_loss = LOSSES[p.loss]
 
     def update_step_fn(state: TrainState, key: jax.Array, batch: DQNBatch):
         del key
@@ -204,7 +204,7 @@ def update_step_factory(config: AlgoConfig) -> Callable:
             q_taken = jnp.take_along_axis(qvalues, batch.action[:, None].astype(jnp.int32), -1)[
                 :, 0
             ]
-            loss = loss_fn_name(q_taken, batch.target)
+            loss = td_loss(q_taken, batch.target)
             return loss, {"loss_qvalue": loss, "qvalue_mean": q_taken.mean()}
 
         (_, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
