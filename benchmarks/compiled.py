@@ -52,6 +52,7 @@ def build_agent(algo: str, config_name: str, steps: int, buffer: int | None):
             gamma=0.99,
             gae_lambda=0.95,
             clip_eps=0.2,
+            value_clip_eps=0.2,  # both peers clip the value loss with the policy's clip range
             entropy_coef=0.01,
             value_coef=0.5,
             hidden_sizes=(64, 64),

@@ -3,6 +3,7 @@
 Usage::
 
     python benchmarks/summarize.py [--results benchmarks/results]
+    python benchmarks/summarize.py --learning benchmarks/results/learning*.jsonl
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def load(folder: Path) -> list[dict]:
+def load(paths: list[Path]) -> list[dict]:
     rows = []
-    for path in sorted(folder.glob("*.jsonl")):
+    for path in paths:
         for line in path.read_text().splitlines():
             line = line.strip()
             if line.startswith("{"):
@@ -31,7 +32,7 @@ def median(values: list[float]) -> float:
 def gymnasium_table(rows: list[dict]) -> list[str]:
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
-        if r.get("system") in ("kitae", "sbx") and "seeds" not in r:
+        if r.get("system") in ("kitae", "sbx") and "seeds" not in r and not is_learning(r):
             groups[(r["algo"], r["config"], r["system"])].append(r)
     out = [
         "| algo | config | system | seeds | median train_s | median steps/s | "
@@ -68,11 +69,57 @@ def compiled_table(rows: list[dict]) -> list[str]:
     return out
 
 
+def is_learning(row: dict) -> bool:
+    return row.get("benchmark") == "learning"
+
+
+def learning_table(rows: list[dict]) -> list[str]:
+    """One row per (env, algo, system, variant, config, budget) of the learning benchmark."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        if is_learning(r):
+            config = "; ".join([r["config"], *r.get("overrides", [])])
+            if r.get("compiled"):
+                config += " (compiled)"
+            budget = r.get("budget_steps", r["steps"])
+            key = (r["env"], r["algo"], r["system"], r["variant"], config, budget)
+            groups[key].append(r)
+    out = [
+        "| env | algo | system | variant | config | steps | threshold | seeds | >= threshold "
+        "| median eval (min - max) | median steps to threshold | median train_s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (env, algo, system, variant, config, budget), rs in sorted(groups.items()):
+        threshold = rs[0]["threshold"]
+        evals = [r["eval_mean"] for r in rs]
+        solved = "-" if threshold is None else f"{sum(e >= threshold for e in evals)}/{len(rs)}"
+        reached = [r["first_step_over_threshold"] for r in rs]
+        reached = [s for s in reached if s is not None]
+        to_threshold = f"{median(reached):,.0f} ({len(reached)}/{len(rs)})" if reached else "-"
+        out.append(
+            f"| {env} | {algo} | {system} | {variant} | {config} | {budget:,} | "
+            f"{'-' if threshold is None else f'{threshold:g}'} | {len(rs)} | {solved} | "
+            f"{median(evals):.1f} ({min(evals):.1f} - {max(evals):.1f}) | {to_threshold} | "
+            f"{median([r['train_s'] for r in rs]):.1f} |"
+        )
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--results", default=str(Path(__file__).parent / "results"))
+    parser.add_argument(
+        "--learning",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="print only the learning table of these JSON-lines files",
+    )
     args = parser.parse_args()
-    rows = load(Path(args.results))
+    if args.learning:
+        print("\n".join(learning_table(load(args.learning))))
+        return
+    rows = load(sorted(Path(args.results).glob("*.jsonl")))
     print("\n".join(gymnasium_table(rows)))
     print()
     floors = [r for r in rows if r.get("system") == "floor"]
@@ -83,6 +130,9 @@ def main() -> None:
         )
     print()
     print("\n".join(compiled_table(rows)))
+    if any(is_learning(r) for r in rows):
+        print()
+        print("\n".join(learning_table(rows)))
 
 
 if __name__ == "__main__":

@@ -14,12 +14,21 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from kitae.algos import DQN, PPO
+from kitae.algos import C51, DDPG, DQN, IQN, PPO, QRDQN, SAC, TD3
 from kitae.envs.make import make_vec_env
 from kitae.evaluation import evaluate
 
-AGENTS = {"dqn": (DQN, 50_000), "ppo": (PPO, 200_000)}
-"""name -> (agent class, default number of env steps)."""
+AGENTS = {
+    "dqn": (DQN, "CartPole-v1", 50_000),
+    "c51": (C51, "CartPole-v1", 100_000),
+    "qrdqn": (QRDQN, "CartPole-v1", 100_000),
+    "iqn": (IQN, "CartPole-v1", 100_000),
+    "ppo": (PPO, "CartPole-v1", 200_000),
+    "sac": (SAC, "Pendulum-v1", 20_000),
+    "td3": (TD3, "Pendulum-v1", 20_000),
+    "ddpg": (DDPG, "Pendulum-v1", 20_000),
+}
+"""name -> (agent class, default env id, default number of env steps)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,16 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="train an agent and print its greedy return")
     train.add_argument("algo", choices=sorted(AGENTS), help="the algorithm")
-    train.add_argument("--env", default="CartPole-v1", help="gymnasium env id")
+    defaults = ", ".join(f"{name}: {env} / {steps}" for name, (_, env, steps) in AGENTS.items())
     train.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="env transitions to train for (default: 50000 for dqn, 200000 for ppo)",
+        "--env", default=None, help=f"gymnasium env id (default per algo: {defaults})"
+    )
+    train.add_argument(
+        "--steps", type=int, default=None, help="env transitions to train for (default per algo)"
     )
     train.add_argument("--seed", type=int, default=0, help="the one seed of the run")
     train.add_argument(
-        "--n-envs", type=int, default=None, help="vectorized envs (default: 4 for dqn and ppo)"
+        "--n-envs", type=int, default=None, help="vectorized envs (default: the agent's own)"
     )
     train.add_argument(
         "--eval-episodes", type=int, default=20, help="greedy evaluation episodes after training"
@@ -51,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def train_command(args: argparse.Namespace) -> dict:
-    agent_cls, default_steps = AGENTS[args.algo]
+    agent_cls, default_env, default_steps = AGENTS[args.algo]
+    args.env = args.env or default_env
     n_envs = args.n_envs or agent_cls.default_n_envs
     steps = args.steps or default_steps
     env = make_vec_env(args.env, n_envs)

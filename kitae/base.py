@@ -40,12 +40,22 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from kitae.buffer import Experience, RolloutBuffer, make_replay_buffer
+from kitae.buffer import (
+    Experience,
+    PrioritizedReplayBuffer,
+    ReplayBuffer,
+    RolloutBuffer,
+    make_replay_buffer,
+)
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, validate_config
 from kitae.envs.jax_env import is_jax_env
 from kitae.logger import Logger
 from kitae.modules.train_state import TrainState
-from kitae.schedules import off_policy_update_count, on_policy_update_count
+from kitae.schedules import (
+    off_policy_min_transitions,
+    off_policy_update_count,
+    on_policy_update_count,
+)
 from kitae.types import AgentState, Info
 
 KEY_POOL_SIZE = 4096
@@ -234,7 +244,7 @@ class BaseAgent(IAgent):
         self.explore_fn = jax.jit(explore_factory(config))
         self.process_experience_fn = process_experience_factory(config)
         self.update_step_fn = update_step_factory(config)
-        self.update_fn = jax.jit(self.make_update_fn())
+        self.update_fn = jax.jit(self.make_update_fn(), donate_argnums=self.update_donate_argnums)
 
         self._trace_key: jax.Array | None = None
         self.hyperparams: dict[str, Any] = {}
@@ -291,6 +301,8 @@ class BaseAgent(IAgent):
     """Default ``(train_state, explore, process_experience, update_step)`` factories."""
     default_update_cfg: UpdateConfig = UpdateConfig()
     """Update settings used by :meth:`default_config`."""
+    update_donate_argnums: tuple[int, ...] = ()
+    """Arguments of :attr:`update_fn` donated to it (see :meth:`make_update_fn`)."""
 
     # ---- hooks for subclasses -------------------------------------------------------------
     def validate_config(self, config: AlgoConfig) -> None:
@@ -553,6 +565,9 @@ class BaseAgent(IAgent):
 
     def _run_update(self, data: Any) -> None:
         self.state, self._update_key, info = self.update_fn(self.state, data, self._update_key)
+        self._after_update(info)
+
+    def _after_update(self, info: Info) -> None:
         self._acting_state = None
         self.n_updates += 1
         self.last_info = info
@@ -572,10 +587,22 @@ class OffPolicyAgent(BaseAgent):
 
     Schedule (from ``algo_params``): after ``start_step`` transitions (``-1``: as soon as the
     buffer holds ``batch_size``), one update every ``skip_steps`` transitions; an update takes
-    ``update_cfg.n_epochs`` gradient steps, each on a fresh uniform sample of ``batch_size``.
+    ``update_cfg.n_epochs`` gradient steps, each on a fresh sample of ``batch_size``.
+
+    Replay options, also read from ``algo_params`` when present (see
+    :func:`replay_buffer_from_config`): ``n_step > 1`` makes every sample a window of ``n_step``
+    consecutive transitions of one env (leaves ``[B, n_step, ...]``; reduce it with
+    :func:`kitae.timesteps.compute_n_step_return`); ``prioritized`` uses proportional
+    prioritized replay, in which case ``process_experience_fn`` must return a ``NamedTuple`` with
+    a ``weight`` field (filled with the importance weights, ``[B]``, for the update step to weight
+    its per-sample losses) and ``update_step_fn``'s info must hold ``"td_error"`` (``[B]``, written
+    back as the new priorities).
     """
 
     algo_type = "off_policy"
+    update_donate_argnums = (1,)
+    """The buffer state is donated to the update: priorities change in place, storage passes
+    through without a copy."""
     STAGING_STEPS = 64
     """Vector steps staged on the host before one in-place write to the replay buffer."""
 
@@ -594,10 +621,27 @@ class OffPolicyAgent(BaseAgent):
         self._ticks = 0
 
     @functools.cached_property
-    def replay_buffer(self):
+    def replay_buffer(self) -> ReplayBuffer:
         """The :class:`~kitae.buffer.ReplayBuffer` (its state is :attr:`buffer_state`)."""
-        cfg = self.config
-        return make_replay_buffer(cfg.update_cfg.max_buffer_size, cfg.env_cfg.n_envs)
+        n_updates = off_policy_update_count(
+            self.config.train_cfg.n_env_steps,
+            self.config.env_cfg.n_envs,
+            self.skip_steps,
+            self.start_step,
+            off_policy_min_transitions(self.config),
+        )
+        return replay_buffer_from_config(self.config, n_updates)
+
+    @property
+    def sequence_length(self) -> int | None:
+        """Transitions per sample (``algo_params.n_step``), ``None`` for single transitions."""
+        return sequence_length_from_config(self.config)
+
+    def _run_update(self, data: Any) -> None:
+        self.state, self.buffer_state, self._update_key, info = self.update_fn(
+            self.state, data, self._update_key
+        )
+        self._after_update(info)
 
     @property
     def skip_steps(self) -> int:
@@ -635,7 +679,7 @@ class OffPolicyAgent(BaseAgent):
                 self.config.env_cfg.n_envs,
                 self.skip_steps,
                 self.start_step,
-                self.config.update_cfg.batch_size,
+                off_policy_min_transitions(self.config),
             )
 
         return count(self.env_steps + n_env_steps) - count(self.env_steps)
@@ -644,20 +688,22 @@ class OffPolicyAgent(BaseAgent):
         u, p = self.config.update_cfg, self.config.algo_params
         return (
             f"train(n_env_steps={n_env_steps}) would perform zero updates: learning starts after "
-            f"max(start_step={getattr(p, 'start_step', -1)}, batch_size={u.batch_size}) "
+            f"max(start_step={getattr(p, 'start_step', -1)}, batch_size={u.batch_size}, "
+            f"n_envs * n_step={off_policy_min_transitions(self.config)}) "
             f"transitions and updates every skip_steps={self.skip_steps}. Collect more steps, "
             "or lower start_step / batch_size / skip_steps."
         )
 
     def make_update_fn(self) -> Callable:
-        """``update(state, buffer_state, key) -> (state, key, info)``: ``n_epochs`` x
-        (sample, process, gradient step) in one ``lax.scan``; ``info`` is averaged."""
+        """``update(state, buffer_state, key) -> (state, buffer_state, key, info)``, see
+        :func:`make_off_policy_update`."""
         return make_off_policy_update(
             self.replay_buffer,
             self.process_experience_fn,
             self.update_step_fn,
             self.config.update_cfg.batch_size,
             self.config.update_cfg.n_epochs,
+            sequence_length=self.sequence_length,
         )
 
     def flush(self) -> None:
@@ -684,7 +730,7 @@ class OffPolicyAgent(BaseAgent):
         due, self._ticks = ticks - self._ticks, ticks
         if due <= 0:
             return
-        first = max(self.start_step, self.config.update_cfg.batch_size, 1)
+        first = max(self.start_step, off_policy_min_transitions(self.config), 1)
         if self.env_steps < first:
             return
         self.flush()
@@ -692,24 +738,94 @@ class OffPolicyAgent(BaseAgent):
             self._run_update(self.buffer_state)
 
 
-def make_off_policy_update(buffer, process_experience_fn, update_step_fn, batch_size, n_epochs):
-    """Builds ``update(state, buffer_state, key) -> (state, key, info)`` for off-policy agents.
+def replay_buffer_from_config(config: AlgoConfig, n_updates: int) -> ReplayBuffer:
+    """The replay buffer an off-policy config asks for.
 
-    Each of the ``n_epochs`` scan iterations samples ``batch_size`` transitions uniformly,
-    processes them and applies one ``update_step_fn``; ``info`` is averaged over iterations.
+    Reads ``update_cfg.max_buffer_size`` and, when ``algo_params`` has them, ``prioritized``,
+    ``priority_exponent`` (alpha), ``importance_exponent`` (beta at the start, annealed to 1 over
+    the run's ``n_updates * update_cfg.n_epochs`` gradient steps) and ``priority_eps``.
     """
+    p = config.algo_params
+    return make_replay_buffer(
+        config.update_cfg.max_buffer_size,
+        config.env_cfg.n_envs,
+        prioritized=bool(getattr(p, "prioritized", False)),
+        alpha=getattr(p, "priority_exponent", 0.6),
+        beta_start=getattr(p, "importance_exponent", 0.4),
+        beta_steps=max(n_updates * config.update_cfg.n_epochs, 1),
+        eps=getattr(p, "priority_eps", 1e-6),
+    )
+
+
+def sequence_length_from_config(config: AlgoConfig) -> int | None:
+    """``algo_params.n_step`` when it is above 1 (samples are windows), else ``None``."""
+    n_step = int(getattr(config.algo_params, "n_step", 1))
+    return n_step if n_step > 1 else None
+
+
+def make_off_policy_update(
+    buffer: ReplayBuffer,
+    process_experience_fn: Callable,
+    update_step_fn: Callable,
+    batch_size: int,
+    n_epochs: int,
+    *,
+    sequence_length: int | None = None,
+) -> Callable:
+    """Builds ``update(state, buffer_state, key) -> (state, buffer_state, key, info)``.
+
+    Each of the ``n_epochs`` scan iterations samples ``batch_size`` transitions (windows of
+    ``sequence_length`` transitions when given), processes them and applies one
+    ``update_step_fn``; ``info`` is averaged over iterations. With a
+    :class:`~kitae.buffer.PrioritizedReplayBuffer`, sampling is proportional to priority, the
+    importance weights go into the processed batch's ``weight`` field, and the update's
+    ``info["td_error"]`` is written back as priorities. ``buffer_state`` comes back unchanged for
+    a uniform buffer (jit it with ``donate_argnums=1`` so nothing is copied).
+    """
+    prioritized = isinstance(buffer, PrioritizedReplayBuffer)
+    length = sequence_length or 1
 
     def update(state, buffer_state, key):
         key, sub = jax.random.split(key)
 
-        def body(state, step_key):
+        def body(carry, step_key):
+            state, buffer_state = carry
             k_sample, k_process, k_update = jax.random.split(step_key, 3)
-            batch = buffer.sample(buffer_state, k_sample, batch_size)
+            slots, envs = buffer.sample_indices(buffer_state, k_sample, batch_size, length)
+            batch = buffer.gather(buffer_state, slots, envs, sequence_length)
             processed = process_experience_fn(state, k_process, batch)
-            return update_step_fn(state, k_update, processed)
+            if prioritized:
+                if "weight" not in getattr(processed, "_fields", ()):
+                    raise TypeError(
+                        "prioritized replay needs process_experience_fn to return a NamedTuple "
+                        f"with a `weight` field; got {type(processed).__name__}."
+                    )
+                weights = buffer.importance_weights(buffer_state, slots, envs, length)
+                processed = processed._replace(weight=weights)
+            state, info = update_step_fn(state, k_update, processed)
+            if prioritized:
+                info = dict(info)
+                if "td_error" not in info:
+                    raise KeyError(
+                        "prioritized replay needs update_step_fn's info to hold 'td_error' "
+                        "(per-sample [B] errors written back as priorities)."
+                    )
+                td_error = info.pop("td_error")
+                buffer_state = buffer.update_priorities(buffer_state, slots, envs, td_error)
+            return (state, buffer_state), info
 
-        state, infos = jax.lax.scan(body, state, jax.random.split(sub, n_epochs))
-        return state, key, jax.tree.map(jnp.mean, infos)
+        if prioritized:
+            (state, buffer_state), infos = jax.lax.scan(
+                body, (state, buffer_state), jax.random.split(sub, n_epochs)
+            )
+        else:
+            # The storage is only read: keep it out of the loop carry.
+            def read_only(state, step_key):
+                (state, _), info = body((state, buffer_state), step_key)
+                return state, info
+
+            state, infos = jax.lax.scan(read_only, state, jax.random.split(sub, n_epochs))
+        return state, buffer_state, key, jax.tree.map(jnp.mean, infos)
 
     return update
 
@@ -825,5 +941,7 @@ __all__ = [
     "EpisodeTracker",
     "as_vector_env",
     "make_off_policy_update",
+    "replay_buffer_from_config",
+    "sequence_length_from_config",
     "make_on_policy_update",
 ]

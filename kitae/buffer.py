@@ -126,6 +126,25 @@ class ReplayBuffer:
         Returns:
             The new state. Under ``jit`` with the state donated, storage is updated in place.
         """
+        slots, envs, valid = self._write_slots(state, experience, valid)
+        data = jax.tree.map(
+            lambda buf, x: buf.at[slots, envs].set(x.astype(buf.dtype), mode="drop"),
+            state.data,
+            experience,
+        )
+        written = valid.sum(axis=0, dtype=jnp.int32)
+        t_max = self.slots_per_env
+        return state.replace(
+            data=data,
+            position=(state.position + written) % t_max,
+            size=jnp.minimum(state.size + written, t_max),
+        )
+
+    def _write_slots(
+        self, state: ReplayBufferState, experience: Any, valid: jax.Array | None
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Where ``add_batch`` writes: ``(slots [K, N], envs [K, N], valid [K, N])``, with the
+        out-of-range slot ``T`` for invalid entries (dropped by a ``mode="drop"`` scatter)."""
         k, n = _leading_shape(experience, 2)
         chex.assert_equal(n, self.n_envs)
         if k > self.slots_per_env:
@@ -139,51 +158,209 @@ class ReplayBuffer:
         t_max = self.slots_per_env
         offsets = jnp.cumsum(valid, axis=0, dtype=jnp.int32) - 1
         slots = (state.position[None, :] + offsets) % t_max
-        slots = jnp.where(valid, slots, t_max)  # out of range: dropped by the scatter
+        slots = jnp.where(valid, slots, t_max)
         envs = jnp.broadcast_to(jnp.arange(n), (k, n))
-        data = jax.tree.map(
-            lambda buf, x: buf.at[slots, envs].set(x.astype(buf.dtype), mode="drop"),
-            state.data,
-            experience,
-        )
-        written = valid.sum(axis=0, dtype=jnp.int32)
-        return ReplayBufferState(
-            data=data,
-            position=(state.position + written) % t_max,
-            size=jnp.minimum(state.size + written, t_max),
-        )
+        return slots, envs, valid
 
-    def can_sample(self, state: ReplayBufferState, batch_size: int) -> jax.Array:
-        """Whether at least ``batch_size`` transitions are stored."""
-        return state.size.sum() >= batch_size
+    def can_sample(self, state: ReplayBufferState, batch_size: int, length: int = 1) -> jax.Array:
+        """Whether at least ``batch_size`` start positions of ``length`` stored steps exist."""
+        return self.valid_starts(state, length).sum() >= batch_size
+
+    def valid_starts(self, state: ReplayBufferState, length: int = 1) -> jax.Array:
+        """``int32[N]``: per env, the stored transitions followed by ``length - 1`` stored ones."""
+        return jnp.maximum(state.size - (length - 1), 0)
+
+    def _slot_of_rank(self, state: ReplayBufferState, envs: jax.Array, rank: jax.Array):
+        """The slot of the ``rank``-th oldest stored transition of each env in ``envs``."""
+        oldest = state.position[envs] - state.size[envs]
+        return ((oldest + rank) % self.slots_per_env).astype(jnp.int32)
 
     def sample_indices(
-        self, state: ReplayBufferState, key: jax.Array, batch_size: int
+        self, state: ReplayBufferState, key: jax.Array, batch_size: int, length: int = 1
     ) -> tuple[jax.Array, jax.Array]:
-        """Draws ``batch_size`` (slot, env) pairs uniformly over stored transitions.
+        """Draws ``batch_size`` (slot, env) start positions uniformly.
+
+        Only positions followed by ``length - 1`` stored transitions of the same env are drawn
+        (all stored ones for ``length = 1``), relative to each env's write pointer.
 
         Returns:
             ``(slots, envs)``, both ``int32[batch_size]``.
         """
-        cumulative = jnp.cumsum(state.size)
+        counts = self.valid_starts(state, length)
+        cumulative = jnp.cumsum(counts)
         flat = jax.random.randint(key, (batch_size,), 0, jnp.maximum(cumulative[-1], 1))
         envs = jnp.searchsorted(cumulative, flat, side="right").astype(jnp.int32)
-        rank = flat - (cumulative[envs] - state.size[envs])  # 0 = oldest of that env
-        oldest = state.position[envs] - state.size[envs]
-        slots = ((oldest + rank) % self.slots_per_env).astype(jnp.int32)
-        return slots, envs
+        envs = jnp.minimum(envs, self.n_envs - 1)
+        rank = flat - (cumulative[envs] - counts[envs])  # 0 = oldest of that env
+        return self._slot_of_rank(state, envs, rank), envs
+
+    def gather(
+        self, state: ReplayBufferState, slots: jax.Array, envs: jax.Array, length: int | None = None
+    ) -> Any:
+        """Reads transitions at ``(slots, envs)``: leaves ``[B, ...]``; with ``length``, the
+        ``length`` consecutive transitions of each env from there: leaves ``[B, length, ...]``."""
+        if length is None:
+            return jax.tree.map(lambda x: x[slots, envs], state.data)
+        times = (slots[:, None] + jnp.arange(length)[None, :]) % self.slots_per_env
+        return jax.tree.map(lambda x: x[times, envs[:, None]], state.data)
 
     def sample(self, state: ReplayBufferState, key: jax.Array, batch_size: int) -> Any:
         """Samples ``batch_size`` transitions (leaves ``[batch_size, ...]``) uniformly."""
         slots, envs = self.sample_indices(state, key, batch_size)
-        return jax.tree.map(lambda x: x[slots, envs], state.data)
+        return self.gather(state, slots, envs)
+
+    def sample_sequences(
+        self, state: ReplayBufferState, key: jax.Array, batch_size: int, length: int
+    ) -> Any:
+        """Samples ``batch_size`` runs of ``length`` consecutive stored transitions of one env
+        (leaves ``[batch_size, length, ...]``), uniformly over their start positions. Runs may
+        cross episode boundaries: the ``done`` / ``truncated`` fields say where."""
+        slots, envs = self.sample_indices(state, key, batch_size, length)
+        return self.gather(state, slots, envs, length)
 
 
-def make_replay_buffer(capacity: int, n_envs: int) -> ReplayBuffer:
-    """Builds a :class:`ReplayBuffer` holding ``capacity`` transitions from ``n_envs`` envs.
+@struct.dataclass
+class PrioritizedReplayBufferState(ReplayBufferState):
+    """State of a :class:`PrioritizedReplayBuffer`.
+
+    Attributes:
+        priorities: ``float32[T, N]``, each stored transition's priority already raised to
+            ``alpha`` (0 for empty slots).
+        max_priority: the largest priority seen (``alpha``-space); new transitions get it.
+        updates: number of priority updates so far (drives the annealing of ``beta``).
+    """
+
+    priorities: jax.Array = None
+    max_priority: jax.Array = None
+    updates: jax.Array = None
+
+
+@struct.dataclass
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritized replay over vectorized envs, as pure functions.
+
+    Transition ``i`` is drawn with probability ``P(i) = p_i^alpha / sum_k p_k^alpha`` (stratified
+    over ``batch_size`` equal segments of the total mass); new transitions get the largest
+    priority seen; :meth:`update_priorities` writes ``(|delta| + eps)^alpha`` back after an update.
+    Importance weights ``(N * P(i))^-beta / max_k (N * P(k))^-beta`` use ``beta`` annealed linearly
+    from ``beta_start`` to 1 over ``beta_steps`` priority updates. The mass is searched with a
+    cumulative sum over all slots (one fused vector op per sample) rather than a sum tree, whose
+    sequential per-leaf updates do not vectorize. See "Prioritized Experience Replay",
+    Schaul et al., 2016.
+    """
+
+    alpha: float = struct.field(pytree_node=False, default=0.6)
+    beta_start: float = struct.field(pytree_node=False, default=0.4)
+    beta_steps: int = struct.field(pytree_node=False, default=1)
+    eps: float = struct.field(pytree_node=False, default=1e-6)
+
+    def init(self, example: Any) -> PrioritizedReplayBufferState:
+        base = super().init(example)
+        return PrioritizedReplayBufferState(
+            data=base.data,
+            position=base.position,
+            size=base.size,
+            priorities=jnp.zeros((self.slots_per_env, self.n_envs), jnp.float32),
+            max_priority=jnp.ones((), jnp.float32),
+            updates=jnp.zeros((), jnp.int32),
+        )
+
+    def add_batch(
+        self, state: PrioritizedReplayBufferState, experience: Any, valid: jax.Array | None = None
+    ) -> PrioritizedReplayBufferState:
+        """As :meth:`ReplayBuffer.add_batch`; new transitions get ``max_priority``."""
+        slots, envs, _ = self._write_slots(state, experience, valid)
+        priorities = state.priorities.at[slots, envs].set(state.max_priority, mode="drop")
+        return super().add_batch(state, experience, valid).replace(priorities=priorities)
+
+    def _start_mask(self, state: ReplayBufferState, length: int) -> jax.Array:
+        """``bool[T, N]``: slots that hold the start of ``length`` stored consecutive steps."""
+        t_max = self.slots_per_env
+        oldest = state.position - state.size
+        rank = (jnp.arange(t_max)[:, None] - oldest[None, :]) % t_max
+        return rank < self.valid_starts(state, length)[None, :]
+
+    def beta(self, state: PrioritizedReplayBufferState) -> jax.Array:
+        """The importance-sampling exponent now: ``beta_start`` -> 1 over ``beta_steps``."""
+        progress = jnp.minimum(state.updates / max(self.beta_steps, 1), 1.0)
+        return self.beta_start + (1.0 - self.beta_start) * progress
+
+    def sample_indices(
+        self,
+        state: PrioritizedReplayBufferState,
+        key: jax.Array,
+        batch_size: int,
+        length: int = 1,
+    ) -> tuple[jax.Array, jax.Array]:
+        """Draws ``batch_size`` start positions with probability proportional to priority.
+
+        Returns:
+            ``(slots, envs)``, both ``int32[batch_size]``.
+        """
+        mass = jnp.where(self._start_mask(state, length), state.priorities, 0.0).reshape(-1)
+        cumulative = jnp.cumsum(mass)
+        total = cumulative[-1]
+        u = (jnp.arange(batch_size) + jax.random.uniform(key, (batch_size,))) / batch_size
+        flat = jnp.searchsorted(cumulative, u * total, side="right")
+        flat = jnp.minimum(flat, mass.shape[0] - 1).astype(jnp.int32)
+        return flat // self.n_envs, flat % self.n_envs
+
+    def importance_weights(
+        self,
+        state: PrioritizedReplayBufferState,
+        slots: jax.Array,
+        envs: jax.Array,
+        length: int = 1,
+    ) -> jax.Array:
+        """``float32[B]`` importance weights of sampled positions, normalised so the largest
+        possible weight is 1: ``(p_min / p_i)^beta``."""
+        mask = self._start_mask(state, length)
+        p_min = jnp.min(jnp.where(mask & (state.priorities > 0), state.priorities, jnp.inf))
+        p_min = jnp.where(jnp.isfinite(p_min), p_min, 1.0)  # nothing sampleable yet
+        p = jnp.maximum(state.priorities[slots, envs], p_min)
+        return (p_min / p) ** self.beta(state)
+
+    def update_priorities(
+        self,
+        state: PrioritizedReplayBufferState,
+        slots: jax.Array,
+        envs: jax.Array,
+        td_errors: jax.Array,
+    ) -> PrioritizedReplayBufferState:
+        """Writes priorities ``(|td_errors| + eps)^alpha`` at ``(slots, envs)``.
+
+        Args:
+            state: the buffer state.
+            slots: ``int32[B]``.
+            envs: ``int32[B]``.
+            td_errors: ``[B]``, e.g. the TD errors of the sampled transitions.
+        """
+        chex.assert_equal_shape([slots, envs, td_errors])
+        new = (jnp.abs(jax.lax.stop_gradient(td_errors)) + self.eps) ** self.alpha
+        return state.replace(
+            priorities=state.priorities.at[slots, envs].set(new.astype(jnp.float32)),
+            max_priority=jnp.maximum(state.max_priority, new.max()),
+            updates=state.updates + 1,
+        )
+
+
+def make_replay_buffer(
+    capacity: int,
+    n_envs: int,
+    *,
+    prioritized: bool = False,
+    alpha: float = 0.6,
+    beta_start: float = 0.4,
+    beta_steps: int = 1,
+    eps: float = 1e-6,
+) -> ReplayBuffer:
+    """Builds a uniform :class:`ReplayBuffer` holding ``capacity`` transitions from ``n_envs``
+    envs, or with ``prioritized`` a :class:`PrioritizedReplayBuffer` (``alpha``, ``beta_start``,
+    ``beta_steps``, ``eps`` as documented there).
 
     Raises:
-        ValueError: if ``capacity < n_envs`` (fewer than one slot per env).
+        ValueError: if ``capacity < n_envs`` (fewer than one slot per env) or a prioritized
+            setting is out of range.
     """
     if n_envs < 1:
         raise ValueError(f"n_envs={n_envs} is invalid: it must be >= 1.")
@@ -192,7 +369,22 @@ def make_replay_buffer(capacity: int, n_envs: int) -> ReplayBuffer:
             f"max_buffer_size={capacity} is smaller than n_envs={n_envs}: the buffer needs at "
             "least one slot per env; raise max_buffer_size."
         )
-    return ReplayBuffer(capacity=capacity, n_envs=n_envs)
+    if not prioritized:
+        return ReplayBuffer(capacity=capacity, n_envs=n_envs)
+    if not alpha >= 0.0:
+        raise ValueError(f"priority_exponent (alpha)={alpha!r} is invalid: it must be >= 0.")
+    if not 0.0 <= beta_start <= 1.0:
+        raise ValueError(f"importance_exponent (beta)={beta_start!r} must be in [0, 1].")
+    if not eps > 0.0:
+        raise ValueError(f"priority eps={eps!r} is invalid: it must be > 0.")
+    return PrioritizedReplayBuffer(
+        capacity=capacity,
+        n_envs=n_envs,
+        alpha=alpha,
+        beta_start=beta_start,
+        beta_steps=beta_steps,
+        eps=eps,
+    )
 
 
 class RolloutBuffer:

@@ -31,13 +31,18 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from kitae.base import make_off_policy_update, make_on_policy_update
-from kitae.buffer import Experience, make_replay_buffer
+from kitae.base import (
+    make_off_policy_update,
+    make_on_policy_update,
+    replay_buffer_from_config,
+    sequence_length_from_config,
+)
+from kitae.buffer import Experience, PrioritizedReplayBuffer
 from kitae.config import AlgoConfig, validate_config
 from kitae.envs.jax_env import JaxEnv, make_jax_env
 from kitae.modules.optimizer import set_learning_rate
 from kitae.modules.train_state import TrainState
-from kitae.schedules import off_policy_update_count
+from kitae.schedules import off_policy_min_transitions, off_policy_update_count
 
 ActFn = Callable[[Any, jax.Array, Any, jax.Array, dict], tuple[jax.Array, jax.Array]]
 """``act_fn(state, key, observations, env_steps, hyperparams) -> (actions, log_probs)``."""
@@ -172,13 +177,21 @@ class CompiledTrain:
         u, n_envs = config.update_cfg, config.env_cfg.n_envs
         self.n_envs = n_envs
         if algo_type == "off_policy":
-            self.buffer = make_replay_buffer(u.max_buffer_size, n_envs)
+            run_updates = off_policy_update_count(
+                n_env_steps, n_envs, skip_steps, start_step, off_policy_min_transitions(config)
+            )
+            self.buffer = replay_buffer_from_config(config, run_updates)
             self.update_fn = make_off_policy_update(
-                self.buffer, process_experience_fn, update_step_fn, u.batch_size, u.n_epochs
+                self.buffer,
+                process_experience_fn,
+                update_step_fn,
+                u.batch_size,
+                u.n_epochs,
+                sequence_length=sequence_length_from_config(config),
             )
             self.steps_per_iteration = n_envs
             self.skip_steps = skip_steps
-            self.first_update_step = max(start_step, u.batch_size, 1)
+            self.first_update_step = max(start_step, off_policy_min_transitions(config), 1)
         else:
             if u.max_buffer_size % n_envs or u.max_buffer_size % u.batch_size:
                 raise ValueError(
@@ -197,7 +210,9 @@ class CompiledTrain:
         if algo_type == "off_policy":
 
             def count(steps: int) -> int:
-                return off_policy_update_count(steps, n_envs, skip_steps, start_step, u.batch_size)
+                return off_policy_update_count(
+                    steps, n_envs, skip_steps, start_step, off_policy_min_transitions(config)
+                )
 
             n_updates = count(initial_env_steps + self.n_iterations * n_envs) - count(
                 initial_env_steps
@@ -317,7 +332,7 @@ class CompiledTrain:
 
     def _zero_info(self, runner: RunnerState) -> dict:
         data = runner.buffer_state if self.buffer is not None else self._rollout_shape(runner)
-        _, _, info = jax.eval_shape(self.update_fn, runner.agent_state, data, runner.key)
+        info = jax.eval_shape(self.update_fn, runner.agent_state, data, runner.key)[-1]
         return jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), info)
 
     def _rollout_shape(self, runner: RunnerState):
@@ -348,20 +363,45 @@ class CompiledTrain:
             due = steps // self.skip_steps - (steps - self.n_envs) // self.skip_steps
             due = jnp.where(steps >= self.first_update_step, due, 0)
 
+            prioritized = isinstance(self.buffer, PrioritizedReplayBuffer)
+            buffer_state = runner.buffer_state
+
+            def priorities_of(state):
+                # Only the priorities leave the branch: the storage stays untouched in place.
+                return (state.priorities, state.max_priority, state.updates) if prioritized else ()
+
             def do_updates(agent_state):
                 def one(i, carry):
-                    state, key, info_sum = carry
-                    state, key, info = self.update_fn(state, runner.buffer_state, key)
-                    return state, key, jax.tree.map(jnp.add, info_sum, info)
+                    state, priorities, key, info_sum = carry
+                    current = buffer_state
+                    if prioritized:
+                        current = buffer_state.replace(
+                            priorities=priorities[0],
+                            max_priority=priorities[1],
+                            updates=priorities[2],
+                        )
+                    state, current, key, info = self.update_fn(state, current, key)
+                    return state, priorities_of(current), key, jax.tree.map(jnp.add, info_sum, info)
 
-                state, _, info_sum = jax.lax.fori_loop(
-                    0, due, one, (agent_state, k_update, zero_info)
+                state, priorities, _, info_sum = jax.lax.fori_loop(
+                    0, due, one, (agent_state, priorities_of(buffer_state), k_update, zero_info)
                 )
-                return state, info_sum
+                return state, priorities, info_sum
 
-            agent_state, info_sum = jax.lax.cond(
-                due > 0, do_updates, lambda s: (s, zero_info), runner.agent_state
+            agent_state, priorities, info_sum = jax.lax.cond(
+                due > 0,
+                do_updates,
+                lambda s: (s, priorities_of(buffer_state), zero_info),
+                runner.agent_state,
             )
+            if prioritized:
+                runner = runner.replace(
+                    buffer_state=buffer_state.replace(
+                        priorities=priorities[0],
+                        max_priority=priorities[1],
+                        updates=priorities[2],
+                    )
+                )
             n_updates = due
         else:
 

@@ -105,6 +105,11 @@ class EnvConfig:
             obs_space, act_space, n_envs = env.observation_space, env.action_space, 1
         if task_name is None:
             spec = getattr(env, "spec", None)
+            if spec is None and isinstance(env, gym.vector.VectorEnv):
+                try:  # the sub-envs' registration, for vector envs built without one
+                    spec = env.get_attr("spec")[0]
+                except (AttributeError, IndexError, NotImplementedError):
+                    spec = None
             task_name = spec.id if spec is not None else type(env).__name__
         return cls(task_name, obs_space, act_space, n_envs=n_envs)
 
@@ -141,6 +146,24 @@ def _check_positive(name: str, value: Any) -> None:
 def _check_unit_interval(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value <= 1.0:
         _fail(name, value, "it must be a number in [0, 1].")
+
+
+def check_int_param(params: Any, name: str, minimum: int) -> None:
+    """For ``validate`` methods: raises ``ValueError`` unless ``params.<name>`` is an integer
+    ``>= minimum``."""
+    _check_int(f"algo_params.{name}", getattr(params, name), minimum)
+
+
+def check_tau(params: Any) -> None:
+    """For ``validate`` methods: raises ``ValueError`` unless the target update rate
+    ``params.tau`` is in ``(0, 1]``."""
+    tau = params.tau
+    if isinstance(tau, bool) or not isinstance(tau, numbers.Real) or not 0.0 < tau <= 1.0:
+        _fail(
+            "algo_params.tau",
+            tau,
+            "it must be in (0, 1] (1: hard copy, < 1: Polyak averaging, e.g. 0.005).",
+        )
 
 
 def validate_config(config: AlgoConfig) -> None:

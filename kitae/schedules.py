@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
+
+if TYPE_CHECKING:
+    from kitae.config import AlgoConfig
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,29 @@ def off_policy_update_count(
     return (n_vector_steps * n_envs) // skip_steps - (
         (first_vector_step - 1) * n_envs
     ) // skip_steps
+
+
+def off_policy_min_transitions(config: AlgoConfig) -> int:
+    """Transitions an off-policy run must hold before its first update: ``batch_size``, and at
+    least one full window of ``algo_params.n_step`` transitions per env when samples are
+    windows."""
+    n_step = max(int(getattr(config.algo_params, "n_step", 1)), 1)
+    return max(config.update_cfg.batch_size, config.env_cfg.n_envs * n_step)
+
+
+def off_policy_gradient_steps(config: AlgoConfig) -> int:
+    """Gradient steps of a whole off-policy run of ``config.train_cfg.n_env_steps``:
+    :func:`off_policy_update_count` (with ``algo_params.skip_steps`` / ``start_step``) times
+    ``update_cfg.n_epochs``."""
+    p = config.algo_params
+    n_updates = off_policy_update_count(
+        config.train_cfg.n_env_steps,
+        config.env_cfg.n_envs,
+        int(getattr(p, "skip_steps", 1)),
+        int(getattr(p, "start_step", -1)),
+        off_policy_min_transitions(config),
+    )
+    return n_updates * config.update_cfg.n_epochs
 
 
 def on_policy_update_count(n_env_steps: int, rollout_size: int) -> int:

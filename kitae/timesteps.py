@@ -74,3 +74,40 @@ def compute_gae(
     _, advantages = jax.lax.scan(step, jnp.zeros((), r_t.dtype), (deltas, decays), reverse=True)
     advantages = jax.lax.stop_gradient(advantages)
     return advantages, jax.lax.stop_gradient(advantages + v_t)
+
+
+def compute_n_step_return(
+    r_t: jax.Array,
+    terminated_t: jax.Array,
+    truncated_t: jax.Array,
+    gamma: float | jax.Array,
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Truncated n-step return of one window of consecutive transitions of one env.
+
+    The window is cut after the first transition that ends its episode: with ``k`` the number of
+    transitions kept, the return is ``sum_{i<k} gamma^i r_i``, the bootstrap discount is
+    ``gamma^k`` (0 if transition ``k - 1`` terminated) and the bootstrap observation is the next
+    observation of transition ``k - 1``. Written here because ``rlax.n_step_bootstrapped_returns``
+    needs a value at every step of the window, while a replay sample only has the last one.
+    See "Learning to predict by the methods of temporal differences", Sutton, 1988.
+
+    Args:
+        r_t: rewards ``[n]``.
+        terminated_t: ``[n]``, the episode terminated after transition ``t``.
+        truncated_t: ``[n]``, the episode was truncated after transition ``t``.
+        gamma: discount.
+
+    Returns:
+        ``(return, discount, last)``: scalars, ``last = k - 1`` the index of the transition whose
+        next observation is bootstrapped from.
+    """
+    chex.assert_rank([r_t, terminated_t, truncated_t], 1)
+    chex.assert_equal_shape([r_t, terminated_t, truncated_t])
+    ended = (terminated_t | truncated_t).astype(jnp.float32)
+    # alive_i = 1 while no earlier transition of the window ended its episode.
+    alive = jnp.cumprod(jnp.concatenate([jnp.ones((1,), jnp.float32), 1.0 - ended[:-1]]))
+    powers = gamma ** jnp.arange(r_t.shape[0], dtype=jnp.float32)
+    n_return = jnp.sum(alive * powers * r_t.astype(jnp.float32))
+    last = (jnp.sum(alive) - 1).astype(jnp.int32)
+    discount = gamma ** (last + 1.0) * (1.0 - terminated_t[last].astype(jnp.float32))
+    return n_return, discount, last

@@ -8,6 +8,7 @@ in ``<repo>/.jax_cache`` (git-ignored) unless ``KITAE_TEST_JAX_CACHE`` names ano
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import jax
@@ -32,3 +33,19 @@ def tmp_cwd(tmp_path, monkeypatch):
     """
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+@pytest.fixture
+def trace_counter():
+    """Counts JAX traces (``jaxpr_trace_duration`` events) while the test runs."""
+    counts = Counter()
+
+    def listener(event, duration, **kwargs):
+        del duration, kwargs
+        counts[event] += 1
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield counts
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)

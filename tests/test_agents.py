@@ -10,20 +10,19 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections import Counter
 
 import gymnasium as gym
 import jax
 import numpy as np
 import pytest
 from envs import Counting, Target, corridor, corridor_observations, make_vec
+from helpers import TRACE_EVENT, assert_trees_equal, leaves, small_config, trees_all_differ
 
-from kitae.algos import dqn as dqn_module
 from kitae.algos import ppo as ppo_module
 from kitae.algos.dqn import DQN, DQNParams
 from kitae.algos.ppo import PPO, PPOParams
-from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig
-from kitae.schedules import off_policy_update_count
+from kitae.config import AlgoConfig
+from kitae.schedules import off_policy_gradient_steps, off_policy_update_count
 
 # ---- helpers -----------------------------------------------------------------------------------
 
@@ -57,12 +56,8 @@ def dqn_config(
         "n_epochs": 1,
         **(update or {}),
     }
-    return AlgoConfig(
-        seed=seed,
-        algo_params=DQNParams(**algo_params),
-        update_cfg=UpdateConfig(**update_params),
-        train_cfg=TrainConfig(n_env_steps=n_env_steps, progress_bar=False),
-        env_cfg=EnvConfig.from_env(env),
+    return small_config(
+        DQNParams, env, params=algo_params, update=update_params, seed=seed, n_env_steps=n_env_steps
     )
 
 
@@ -76,33 +71,9 @@ def ppo_config(env, *, seed: int = 0, n_env_steps: int = 96, update=None, **para
         "n_epochs": 2,
         **(update or {}),
     }
-    return AlgoConfig(
-        seed=seed,
-        algo_params=PPOParams(**algo_params),
-        update_cfg=UpdateConfig(**update_params),
-        train_cfg=TrainConfig(n_env_steps=n_env_steps, progress_bar=False),
-        env_cfg=EnvConfig.from_env(env),
+    return small_config(
+        PPOParams, env, params=algo_params, update=update_params, seed=seed, n_env_steps=n_env_steps
     )
-
-
-def leaves(tree) -> list[np.ndarray]:
-    return [np.asarray(x) for x in jax.tree.leaves(tree)]
-
-
-def assert_trees_equal(a, b) -> None:
-    la, lb = leaves(a), leaves(b)
-    assert len(la) == len(lb) and la
-    for x, y in zip(la, lb, strict=True):
-        np.testing.assert_array_equal(x, y)
-
-
-def trees_equal(a, b) -> bool:
-    return all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b), strict=True))
-
-
-def trees_all_differ(a, b) -> bool:
-    """Every leaf of ``a`` differs from the matching leaf of ``b`` somewhere."""
-    return all(not np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b), strict=True))
 
 
 COUNTING_LENGTHS = (3, 4, 5)
@@ -111,25 +82,6 @@ COUNTING_LENGTHS = (3, 4, 5)
 
 def counting_env(lengths=COUNTING_LENGTHS) -> gym.vector.VectorEnv:
     return make_vec([lambda n=n: Counting(n) for n in lengths])
-
-
-@pytest.fixture
-def trace_counter():
-    """Counts JAX traces (``jaxpr_trace_duration`` events) while the test runs."""
-    counts = Counter()
-
-    def listener(event, duration, **kwargs):
-        del duration, kwargs
-        counts[event] += 1
-
-    jax.monitoring.register_event_duration_secs_listener(listener)
-    try:
-        yield counts
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listener)
-
-
-TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
 
 
 # ---- 1, 2: what the loop stores and records ---------------------------------------------------
@@ -197,8 +149,9 @@ def test_loop_stored_transitions_never_cross_a_reset(counting_dqn):
     following = obs[1:]
     np.testing.assert_array_equal(
         following,
-        np.where(ended[:-1, :, None], np.stack([nxt[:-1, :, 0] + 1, 0 * nxt[:-1, :, 1]], -1),
-                 nxt[:-1]),
+        np.where(
+            ended[:-1, :, None], np.stack([nxt[:-1, :, 0] + 1, 0 * nxt[:-1, :, 1]], -1), nxt[:-1]
+        ),
     )
     assert ended.sum() > 0 and data.truncated.sum() > 0 and data.done.sum() > 0
     # Actions and their log-probabilities were stored for every transition.
@@ -644,7 +597,7 @@ def test_off_policy_update_schedule(
     count = off_policy_update_count(n_env_steps, n_envs, skip_steps, start_step, batch_size)
     assert count == expected
     assert summary["n_updates"] == agent.n_updates == expected
-    assert int(agent.state.step) == expected * n_epochs == dqn_module.total_gradient_steps(config)
+    assert int(agent.state.step) == expected * n_epochs == off_policy_gradient_steps(config)
     # A second call continues the same schedule.
     summary = agent.train(env, n_env_steps)
     total = off_policy_update_count(2 * n_env_steps, n_envs, skip_steps, start_step, batch_size)

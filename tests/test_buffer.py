@@ -284,8 +284,14 @@ def test_replay_sample_is_deterministic_given_key():
 @pytest.mark.parametrize(
     ("n_steps", "batch_size", "expected"),
     [(0, 1, False), (1, 2, True), (1, 3, False), (4, 8, True), (10, 8, True), (10, 9, False)],
-    ids=["empty", "exactly-enough", "one-short", "just-full", "wrapped-enough",
-         "wrapped-never-enough"],
+    ids=[
+        "empty",
+        "exactly-enough",
+        "one-short",
+        "just-full",
+        "wrapped-enough",
+        "wrapped-never-enough",
+    ],
 )
 def test_replay_can_sample_counts_stored_transitions(n_steps, batch_size, expected):
     buffer = make_replay_buffer(9, 2)  # T = 4, so at most 8 transitions are stored
@@ -430,3 +436,106 @@ def test_experience_defaults_optional_fields_to_none():
     assert experience.log_prob is None and experience.truncated is None
     assert experience.value is None
     assert jax.tree.leaves(experience) == [1, 2, 3, 4, 5]
+
+
+# ---- sequences and prioritized replay ---------------------------------------------------------
+jit_sequences = jax.jit(
+    lambda buffer, state, key, batch_size, length: buffer.sample_sequences(
+        state, key, batch_size, length
+    ),
+    static_argnums=(0, 3, 4),
+)
+
+
+def test_sequences_are_consecutive_steps_of_one_env_after_wraparound():
+    buffer = make_replay_buffer(capacity=12, n_envs=2)  # 6 slots per env
+    state = fill(buffer, 10)  # steps 4..9 stored, the ring wrapped
+    seq = jit_sequences(buffer, state, jax.random.PRNGKey(0), 500, 3)
+    rewards = np.asarray(seq.reward)  # id = step * 10 + env
+    assert rewards.shape == (500, 3)
+    steps, envs = rewards // 10, rewards % 10
+    np.testing.assert_array_equal(steps[:, 1:] - steps[:, :-1], 1)  # consecutive in time
+    assert (envs == envs[:, :1]).all()  # one env per window
+    # windows start at the oldest stored step (4) and end at the newest (9): starts 4..7
+    assert set(steps[:, 0].tolist()) == {4, 5, 6, 7}
+    assert set(envs[:, 0].tolist()) == {0, 1}
+
+
+def test_sequences_respect_each_env_write_pointer():
+    buffer = make_replay_buffer(capacity=20, n_envs=2)
+    valid = np.ones((6, 2), bool)
+    valid[3:, 1] = False  # env 1 stored steps 0..2 only
+    state = fill(buffer, 6, valid)
+    seq = jit_sequences(buffer, state, jax.random.PRNGKey(1), 400, 3)
+    rewards = np.asarray(seq.reward)
+    starts = {(int(r // 10), int(r % 10)) for r in rewards[:, 0]}
+    assert starts == {(0, 0), (1, 0), (2, 0), (3, 0), (0, 1)}  # never past a write pointer
+    assert bool(buffer.can_sample(state, 1, length=3))
+    assert not bool(buffer.can_sample(state, 6, length=3))
+
+
+def prioritized(capacity=8, n_envs=2, **kwargs):
+    return make_replay_buffer(capacity, n_envs, prioritized=True, **kwargs)
+
+
+def test_prioritized_new_transitions_get_the_max_priority():
+    buffer = prioritized(alpha=1.0)
+    state = fill(buffer, 2)
+    np.testing.assert_allclose(np.asarray(state.priorities)[:2], 1.0)
+    np.testing.assert_allclose(np.asarray(state.priorities)[2:], 0.0)
+    state = buffer.update_priorities(
+        state, jnp.array([0, 1]), jnp.array([0, 1]), jnp.array([3.0, -0.5])
+    )
+    np.testing.assert_allclose(np.asarray(state.priorities)[0, 0], 3.0 + 1e-6, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(state.priorities)[1, 1], 0.5 + 1e-6, rtol=1e-6)
+    assert float(state.max_priority) == pytest.approx(3.0, rel=1e-5)
+    state = jit_add(buffer, state, vector_step(2, 2), np.ones(2, bool))
+    np.testing.assert_allclose(np.asarray(state.priorities)[2], 3.0, rtol=1e-5)
+    assert int(state.updates) == 1
+
+
+def test_prioritized_sampling_frequencies_follow_priorities_to_the_alpha():
+    buffer = prioritized(capacity=8, n_envs=2, alpha=0.5)
+    state = fill(buffer, 2)  # 4 transitions
+    slots, envs = jnp.array([0, 0, 1, 1]), jnp.array([0, 1, 0, 1])
+    state = buffer.update_priorities(state, slots, envs, jnp.array([1.0, 4.0, 9.0, 0.0]))
+    # p^alpha = 1, 2, 3, ~0.001 -> probabilities ~1/6, 2/6, 3/6, ~0
+    sample = jax.jit(lambda s, k: buffer.sample_indices(s, k, 6000))
+    got_slots, got_envs = sample(state, jax.random.PRNGKey(0))
+    counts = np.zeros((4, 2))
+    np.add.at(counts, (np.asarray(got_slots), np.asarray(got_envs)), 1)
+    freq = counts / 6000
+    np.testing.assert_allclose(freq[0], [1 / 6, 2 / 6], atol=0.02)
+    np.testing.assert_allclose(freq[1], [3 / 6, 0.0], atol=0.02)
+    assert counts[2:].sum() == 0  # empty slots are never drawn
+
+
+def test_prioritized_importance_weights_and_beta_annealing():
+    buffer = prioritized(capacity=8, n_envs=2, alpha=1.0, beta_start=0.5, beta_steps=4)
+    state = fill(buffer, 1)  # 2 transitions
+    slots, envs = jnp.array([0, 0]), jnp.array([0, 1])
+    state = buffer.update_priorities(state, slots, envs, jnp.array([1.0, 4.0]))
+    # one update of 4: beta = 0.5 + 0.5 * 1/4 = 0.625; w_i = (p_min / p_i)^beta
+    assert float(buffer.beta(state)) == pytest.approx(0.625)
+    weights = buffer.importance_weights(state, slots, envs)
+    np.testing.assert_allclose(weights, [1.0, (1.0 / 4.0) ** 0.625], rtol=1e-4)
+    for _ in range(5):
+        state = buffer.update_priorities(state, slots, envs, jnp.array([1.0, 4.0]))
+    assert float(buffer.beta(state)) == pytest.approx(1.0)  # annealed to 1, then held
+    np.testing.assert_allclose(buffer.importance_weights(state, slots, envs), [1.0, 0.25], 1e-4)
+
+
+def test_prioritized_sequences_only_start_where_a_full_window_is_stored():
+    buffer = prioritized(capacity=8, n_envs=1, alpha=1.0)
+    state = fill(buffer, 3)  # steps 0, 1, 2
+    slots, _ = jax.jit(lambda s, k: buffer.sample_indices(s, k, 200, 2))(
+        state, jax.random.PRNGKey(3)
+    )
+    assert set(np.asarray(slots).tolist()) == {0, 1}
+
+
+def test_prioritized_buffer_rejects_bad_settings():
+    with pytest.raises(ValueError, match="beta"):
+        prioritized(beta_start=1.5)
+    with pytest.raises(ValueError, match="alpha"):
+        prioritized(alpha=-1.0)

@@ -120,9 +120,7 @@ class FixedLengthEnv:
 
 # Functional DQN run (make_train with the module's factories).
 DQN_STEPS, DQN_ENVS = 2000, 4
-DQN_PARAMS = DQNParams(
-    hidden_sizes=(32, 32), start_step=202, skip_steps=3, target_update_period=50
-)
+DQN_PARAMS = DQNParams(hidden_sizes=(32, 32), start_step=202, skip_steps=3, target_update_period=50)
 DQN_UPDATE = UpdateConfig(
     learning_rate=1e-3, max_grad_norm=10.0, max_buffer_size=1000, batch_size=32, n_epochs=2
 )
@@ -130,8 +128,14 @@ DQN_UPDATE = UpdateConfig(
 
 @pytest.fixture(scope="module")
 def dqn_config():
-    return cartpole_config(DQN, CARTPOLE, n_envs=DQN_ENVS, n_env_steps=DQN_STEPS,
-                           algo_params=DQN_PARAMS, update_cfg=DQN_UPDATE)
+    return cartpole_config(
+        DQN,
+        CARTPOLE,
+        n_envs=DQN_ENVS,
+        n_env_steps=DQN_STEPS,
+        algo_params=DQN_PARAMS,
+        update_cfg=DQN_UPDATE,
+    )
 
 
 def make_dqn_train(config, env=CARTPOLE, exploration=0.1, **kwargs) -> CompiledTrain:
@@ -166,7 +170,10 @@ def dqn_run(dqn_train_jit):
 
 # Agent DQN (make_agent_train / agent.train), epsilon decays within the first 20 transitions.
 AGENT_PARAMS = DQNParams(
-    hidden_sizes=(32, 32), start_step=100, skip_steps=4, target_update_period=50,
+    hidden_sizes=(32, 32),
+    start_step=100,
+    skip_steps=4,
+    target_update_period=50,
     exploration_fraction=0.01,
 )
 AGENT_UPDATE = UpdateConfig(
@@ -176,8 +183,14 @@ AGENT_UPDATE = UpdateConfig(
 
 @pytest.fixture(scope="module")
 def dqn_agent_config():
-    return cartpole_config(DQN, CARTPOLE, n_envs=DQN_ENVS, n_env_steps=DQN_STEPS,
-                           algo_params=AGENT_PARAMS, update_cfg=AGENT_UPDATE)
+    return cartpole_config(
+        DQN,
+        CARTPOLE,
+        n_envs=DQN_ENVS,
+        n_env_steps=DQN_STEPS,
+        algo_params=AGENT_PARAMS,
+        update_cfg=AGENT_UPDATE,
+    )
 
 
 # ---- same batch in, same params out -------------------------------------------------------------
@@ -191,8 +204,10 @@ def test_off_policy_update_fn_matches_the_gymnasium_agent(dqn_config, dqn_train,
     assert agent.replay_buffer == dqn_train.buffer
     key = jax.random.PRNGKey(42)
 
-    new_agent, key_agent, info_agent = agent.update_fn(state, buffer_state, key)
-    new_compiled, key_compiled, info_compiled = jax.jit(dqn_train.update_fn)(
+    # The agent's update donates the buffer state: hand it a copy.
+    copy = jax.tree.map(jnp.copy, buffer_state)
+    new_agent, _, key_agent, info_agent = agent.update_fn(state, copy, key)
+    new_compiled, _, key_compiled, info_compiled = jax.jit(dqn_train.update_fn)(
         state, buffer_state, key
     )
 
@@ -206,15 +221,23 @@ def test_off_policy_update_fn_matches_the_gymnasium_agent(dqn_config, dqn_train,
 
 def test_on_policy_update_fn_matches_the_gymnasium_agent():
     config = cartpole_config(
-        PPO, CARTPOLE, n_envs=4, n_env_steps=256,
+        PPO,
+        CARTPOLE,
+        n_envs=4,
+        n_env_steps=256,
         algo_params=PPOParams(hidden_sizes=(32, 32)),
-        update_cfg=UpdateConfig(learning_rate=3e-3, max_grad_norm=0.5, max_buffer_size=64,
-                                batch_size=16, n_epochs=2),
+        update_cfg=UpdateConfig(
+            learning_rate=3e-3, max_grad_norm=0.5, max_buffer_size=64, batch_size=16, n_epochs=2
+        ),
     )
     agent = PPO("ppo", config)
     trainer = make_train(
-        config, CARTPOLE, ppo_module.train_state_ppo_factory, ppo_module.explore_factory,
-        ppo_module.process_experience_factory, ppo_module.update_step_factory,
+        config,
+        CARTPOLE,
+        ppo_module.train_state_ppo_factory,
+        ppo_module.explore_factory,
+        ppo_module.process_experience_factory,
+        ppo_module.update_step_factory,
         algo_type="on_policy",
     )
     assert trainer.rollout_steps == 16
@@ -252,8 +275,14 @@ def test_make_train_functional_entry(dqn_train, dqn_run):
     n_chunks = dqn_train.n_chunks
     assert dqn_train.n_iterations == DQN_STEPS // DQN_ENVS
     assert n_chunks == 4 and dqn_train.chunk_iterations == 125  # log_interval=500 transitions
-    for leaf in (metrics.env_steps, metrics.episode_return, metrics.episode_length,
-                 metrics.n_episodes, metrics.n_updates, *jax.tree.leaves(metrics.info)):
+    for leaf in (
+        metrics.env_steps,
+        metrics.episode_return,
+        metrics.episode_length,
+        metrics.n_episodes,
+        metrics.n_updates,
+        *jax.tree.leaves(metrics.info),
+    ):
         assert leaf.shape == (n_chunks,)
     assert set(metrics.info) == {"loss_qvalue", "qvalue_mean"}
 
@@ -294,8 +323,11 @@ def test_same_key_same_params_different_key_different_params(dqn_train_jit, dqn_
     assert_trees_equal(metrics, metrics_again)
 
     other, _ = dqn_train_jit(jax.random.PRNGKey(1))
-    for a, b in zip(jax.tree.leaves(params_of(runner.agent_state)),
-                    jax.tree.leaves(params_of(other.agent_state)), strict=True):
+    for a, b in zip(
+        jax.tree.leaves(params_of(runner.agent_state)),
+        jax.tree.leaves(params_of(other.agent_state)),
+        strict=True,
+    ):
         assert not np.array_equal(a, b)
 
 
@@ -431,7 +463,10 @@ FIXED_LENGTH = 7
 def fixed_run():
     env = make_jax_env(FixedLengthEnv(), FixedParams(max_steps_in_episode=FIXED_LENGTH))
     config = cartpole_config(
-        DQN, env, n_envs=4, n_env_steps=400,
+        DQN,
+        env,
+        n_envs=4,
+        n_env_steps=400,
         algo_params=DQNParams(hidden_sizes=(32, 32), start_step=-1, skip_steps=4, gamma=0.9),
         update_cfg=UpdateConfig(learning_rate=1e-3, max_buffer_size=400, batch_size=16),
     )
@@ -445,8 +480,9 @@ def test_episode_statistics_under_autoreset(fixed_run):
     n_envs, length, chunk = 4, FIXED_LENGTH, trainer.chunk_iterations
     assert chunk == 5 and trainer.n_chunks == 20
     # every env's episodes end at iterations L, 2L, ...: count the multiples of L per chunk
-    ends = np.array([(c + 1) * chunk // length - c * chunk // length
-                     for c in range(trainer.n_chunks)])
+    ends = np.array(
+        [(c + 1) * chunk // length - c * chunk // length for c in range(trainer.n_chunks)]
+    )
     np.testing.assert_array_equal(metrics.n_episodes, n_envs * ends)
     assert (ends == 0).any() and (ends > 0).any()
     with_episodes = ends > 0
@@ -488,8 +524,7 @@ def test_truncation_bootstraps_and_termination_does_not(fixed_run):
     )[:, 0]
     done, truncated = flat.done, flat.truncated
     np.testing.assert_array_equal(batch.target[done], 1.0)
-    np.testing.assert_allclose(batch.target[truncated], 1.0 + 0.9 * bootstrap[truncated],
-                               rtol=1e-5)
+    np.testing.assert_allclose(batch.target[truncated], 1.0 + 0.9 * bootstrap[truncated], rtol=1e-5)
     assert np.all(np.abs(bootstrap[truncated]) > 1e-3)
 
 
@@ -538,8 +573,7 @@ def test_evaluate_compiled_with_greedy_dqn(dqn_agent_config):
     assert np.all((returns >= 1) & (returns <= 500))
     np.testing.assert_array_equal(returns, np.round(returns))  # reward 1 per step
 
-    capped = evaluate_compiled(greedy, agent.state, CARTPOLE, jax.random.PRNGKey(0), 8,
-                               max_steps=3)
+    capped = evaluate_compiled(greedy, agent.state, CARTPOLE, jax.random.PRNGKey(0), 8, max_steps=3)
     np.testing.assert_array_equal(capped, 3.0)  # no CartPole episode ends within 3 steps
 
 
@@ -547,8 +581,9 @@ def test_evaluate_compiled_with_greedy_dqn(dqn_agent_config):
 def test_evaluate_compiled_counts_each_episode_once(max_steps):
     env = make_jax_env(FixedLengthEnv(), FixedParams(max_steps_in_episode=5))
     zeros = lambda state, key, obs: jnp.zeros(obs.shape[0], jnp.int32)  # noqa: E731
-    returns = evaluate_compiled(zeros, None, env, jax.random.PRNGKey(0), n_episodes=6,
-                                max_steps=max_steps)
+    returns = evaluate_compiled(
+        zeros, None, env, jax.random.PRNGKey(0), n_episodes=6, max_steps=max_steps
+    )
     assert returns.shape == (6,)
     np.testing.assert_array_equal(returns, 3.0 if max_steps == 3 else 5.0)
 
@@ -560,16 +595,29 @@ def test_evaluate_compiled_counts_each_episode_once(max_steps):
 def test_ppo_learns_cartpole_for_every_seed():
     n_env_steps, rollout = 40_960, 512
     config = cartpole_config(
-        PPO, CARTPOLE, n_envs=4, n_env_steps=n_env_steps,
+        PPO,
+        CARTPOLE,
+        n_envs=4,
+        n_env_steps=n_env_steps,
         algo_params=PPOParams(hidden_sizes=(32, 32)),
-        update_cfg=UpdateConfig(learning_rate=2.5e-3, learning_rate_annealing=True,
-                                max_grad_norm=0.5, max_buffer_size=rollout, batch_size=128,
-                                n_epochs=4),
+        update_cfg=UpdateConfig(
+            learning_rate=2.5e-3,
+            learning_rate_annealing=True,
+            max_grad_norm=0.5,
+            max_buffer_size=rollout,
+            batch_size=128,
+            n_epochs=4,
+        ),
     )
     trainer = make_train(
-        config, CARTPOLE, ppo_module.train_state_ppo_factory, ppo_module.explore_factory,
-        ppo_module.process_experience_factory, ppo_module.update_step_factory,
-        algo_type="on_policy", log_interval=4 * rollout,
+        config,
+        CARTPOLE,
+        ppo_module.train_state_ppo_factory,
+        ppo_module.explore_factory,
+        ppo_module.process_experience_factory,
+        ppo_module.update_step_factory,
+        algo_type="on_policy",
+        log_interval=4 * rollout,
     )
     assert trainer.n_chunks == 20
     runner, metrics = jax.jit(jax.vmap(trainer))(jax.random.split(jax.random.PRNGKey(0), 2))
@@ -582,4 +630,3 @@ def test_ppo_learns_cartpole_for_every_seed():
     for leaf in jax.tree.leaves(params_of(runner.agent_state)):
         assert not np.array_equal(leaf[0], leaf[1])
     assert math.isclose(float(np.asarray(metrics.env_steps)[0, -1]), n_env_steps)
-

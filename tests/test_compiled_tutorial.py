@@ -61,19 +61,25 @@ def test_custom_tutorial_agent_trains_on_the_compiled_path():
     config = cfg.AlgoConfig(
         seed=0,
         algo_params=ns["DQNParams"](exploration=0.1, gamma=0.99, skip_steps=4, start_step=1000),
-        update_cfg=cfg.UpdateConfig(learning_rate=1e-3, max_grad_norm=10.0,
-                                    max_buffer_size=20_000, batch_size=64),
+        update_cfg=cfg.UpdateConfig(
+            learning_rate=1e-3, max_grad_norm=10.0, max_buffer_size=20_000, batch_size=64
+        ),
         train_cfg=cfg.TrainConfig(n_env_steps=40_000, progress_bar=False),
-        env_cfg=cfg.EnvConfig("CartPole-v1", template.observation_space,
-                              template.action_space, n_envs=4),
+        env_cfg=cfg.EnvConfig(
+            "CartPole-v1", template.observation_space, template.action_space, n_envs=4
+        ),
     )
     agent = ns["DQN"](run_name="custom-compiled", config=config_for_jax_env(config, env, 4))
     initial = jax.tree.map(np.asarray, agent.state.params)
     summary = agent.train(env)
     assert summary["n_updates"] == agent.n_updates > 0
-    changed = jax.tree.map(lambda a, b: not np.array_equal(a, np.asarray(b)), initial,
-                           agent.state.params)
+    changed = jax.tree.map(
+        lambda a, b: not np.array_equal(a, np.asarray(b)), initial, agent.state.params
+    )
     assert all(jax.tree.leaves(changed))
-    returns = [r["episode_return"] for r in agent.logger.history["train"]
-               if isinstance(r["episode_return"], float)]
+    returns = [
+        r["episode_return"]
+        for r in agent.logger.history["train"]
+        if isinstance(r["episode_return"], float)
+    ]
     assert np.mean(returns[-10:]) > 2 * np.mean(returns[:5])

@@ -18,6 +18,7 @@ from kitae.config import (
     UpdateConfig,
     validate_config,
 )
+from kitae.envs.make import make_vec_env
 
 
 @dataclass
@@ -55,7 +56,8 @@ def make_config(algo_params=None, **overrides) -> AlgoConfig:
 
 
 @pytest.mark.parametrize(
-    "algo_params", [OffPolicyParams(), OnPolicyParams(), None],
+    "algo_params",
+    [OffPolicyParams(), OnPolicyParams(), None],
     ids=["off-policy-params", "on-policy-params", "default-params"],
 )
 def test_validate_config_accepts_valid_config(algo_params):
@@ -63,11 +65,17 @@ def test_validate_config_accepts_valid_config(algo_params):
 
 
 def test_validate_config_accepts_boundary_values():
-    validate_config(make_config(
-        OffPolicyParams(gamma=1.0, start_step=-1, skip_steps=1, exploration=0.0),
-        **{"train_cfg.save_frequency": -1, "update_cfg.max_grad_norm": None,
-           "update_cfg.batch_size": 1, "env_cfg.n_envs": 1},
-    ))
+    validate_config(
+        make_config(
+            OffPolicyParams(gamma=1.0, start_step=-1, skip_steps=1, exploration=0.0),
+            **{
+                "train_cfg.save_frequency": -1,
+                "update_cfg.max_grad_norm": None,
+                "update_cfg.batch_size": 1,
+                "env_cfg.n_envs": 1,
+            },
+        )
+    )
     validate_config(make_config(OffPolicyParams(gamma=0.0, start_step=0)))
 
 
@@ -89,10 +97,22 @@ def test_validate_config_accepts_boundary_values():
         ("env_cfg.observation_space", (3,)),
         ("seed", -1),
     ],
-    ids=["learning_rate-zero", "learning_rate-negative", "batch_size-zero", "batch_size-float",
-         "n_epochs-zero", "max_buffer_size-zero", "max_grad_norm-zero", "n_env_steps-zero",
-         "save_frequency-zero", "log_frequency-zero", "n_envs-zero", "n_envs-bool",
-         "observation_space-not-a-space", "seed-negative"],
+    ids=[
+        "learning_rate-zero",
+        "learning_rate-negative",
+        "batch_size-zero",
+        "batch_size-float",
+        "n_epochs-zero",
+        "max_buffer_size-zero",
+        "max_grad_norm-zero",
+        "n_env_steps-zero",
+        "save_frequency-zero",
+        "log_frequency-zero",
+        "n_envs-zero",
+        "n_envs-bool",
+        "observation_space-not-a-space",
+        "seed-negative",
+    ],
 )
 def test_validate_config_rejects_invalid_generic_field(field, value):
     if "." in field:
@@ -114,8 +134,15 @@ def test_validate_config_rejects_invalid_generic_field(field, value):
         (OnPolicyParams(gae_lambda=1.2), "algo_params.gae_lambda"),
         (OnPolicyParams(ent_coef=-0.5), "algo_params.ent_coef"),
     ],
-    ids=["gamma-above-one", "gamma-negative", "skip_steps-zero", "start_step-minus-two",
-         "exploration-above-one", "gae_lambda-above-one", "coef-negative"],
+    ids=[
+        "gamma-above-one",
+        "gamma-negative",
+        "skip_steps-zero",
+        "start_step-minus-two",
+        "exploration-above-one",
+        "gae_lambda-above-one",
+        "coef-negative",
+    ],
 )
 def test_validate_config_rejects_invalid_algo_param(params, field):
     with pytest.raises(ValueError, match=re.escape(field)):
@@ -160,3 +187,12 @@ def test_validate_config_checks_generic_fields_before_params_hook():
 def test_validate_config_rejects_non_config():
     with pytest.raises(TypeError, match="AlgoConfig"):
         validate_config({"seed": 0})
+
+
+def test_env_config_of_a_vector_env_names_its_task():
+    env = make_vec_env("CartPole-v1", 2)
+    try:
+        assert EnvConfig.from_env(env).task_name == "CartPole-v1"
+        assert EnvConfig.from_env(env, task_name="mine").task_name == "mine"
+    finally:
+        env.close()

@@ -141,6 +141,7 @@ SCRIPT = textwrap.dedent(
         observation=jnp.asarray(rng.normal(size=(64, 4)), jnp.float32),
         action=jnp.asarray(rng.integers(0, 2, 64), jnp.int32),
         target=jnp.asarray(rng.normal(size=64) + 1.0, jnp.float32),
+        weight=jnp.ones(64, jnp.float32),
     )
     key = jax.random.PRNGKey(3)
     single, single_info = jax.jit(update_step)(state, key, batch)
@@ -189,14 +190,18 @@ def results():
         env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.1"
         env["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
     proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT], env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+        [sys.executable, "-c", SCRIPT],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
         timeout=600,
     )
     lines = [line for line in proc.stdout.splitlines() if line.startswith(MARKER)]
     assert proc.returncode == 0 and lines, (
         f"subprocess failed (rc={proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     )
-    return json.loads(lines[-1][len(MARKER):])
+    return json.loads(lines[-1][len(MARKER) :])
 
 
 def test_subprocess_sees_four_devices(results):

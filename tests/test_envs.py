@@ -22,9 +22,7 @@ def time_limit(n):
     [("sync", gym.vector.SyncVectorEnv), ("async", gym.vector.AsyncVectorEnv)],
     ids=["sync", "async"],
 )
-def test_make_vec_env_builds_same_step_autoreset_env(
-    vectorization, vector_cls, tmp_cwd
-):
+def test_make_vec_env_builds_same_step_autoreset_env(vectorization, vector_cls, tmp_cwd):
     env = make_vec_env("CartPole-v1", 2, vectorization=vectorization, wrappers=[time_limit(3)])
     try:
         assert isinstance(env, vector_cls)
@@ -54,7 +52,8 @@ def test_make_vec_env_builds_same_step_autoreset_env(
 
 def test_make_vec_env_applies_wrappers_in_order_to_every_env():
     env = make_vec_env(
-        "CartPole-v1", 3,
+        "CartPole-v1",
+        3,
         wrappers=[time_limit(5), gym.wrappers.RecordEpisodeStatistics],
     )
     try:

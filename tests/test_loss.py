@@ -34,8 +34,15 @@ def test_mse_averages_over_all_axes():
         (3.0, 2.0, 2.0 * (3.0 - 1.0)),
         (1.5, 2.0, 0.5 * 2.25),
     ],
-    ids=["inside", "inside-negative", "at-delta", "outside", "outside-negative",
-         "outside-delta2", "inside-delta2"],
+    ids=[
+        "inside",
+        "inside-negative",
+        "at-delta",
+        "outside",
+        "outside-negative",
+        "outside-delta2",
+        "inside-delta2",
+    ],
 )
 def test_huber_by_hand(error, delta, expected):
     loss = loss_huber(jnp.array([error]), jnp.array([0.0]), delta=delta)
@@ -67,8 +74,14 @@ EPS = 0.2
         (0.9, -1.0, -0.9 * -1.0, False),  # A < 0, inside the range
         (1.5, -1.0, -1.5 * -1.0, False),  # A < 0, ratio > 1 + eps: the unclipped term is smaller
     ],
-    ids=["pos-adv-clip-active", "pos-adv-inside", "pos-adv-low-ratio-unclipped",
-         "neg-adv-clip-active", "neg-adv-inside", "neg-adv-high-ratio-unclipped"],
+    ids=[
+        "pos-adv-clip-active",
+        "pos-adv-inside",
+        "pos-adv-low-ratio-unclipped",
+        "neg-adv-clip-active",
+        "neg-adv-inside",
+        "neg-adv-high-ratio-unclipped",
+    ],
 )
 def test_ppo_policy_loss_clipping_by_hand(ratio, advantage, expected_loss, clipped):
     old_log_probs = jnp.array([-1.0])

@@ -83,8 +83,9 @@ def test_actor_critic_discrete_returns_logits_and_values():
     logits, value = apply(module, params, jnp.ones((5, 3)))
     assert logits.shape == (5, 3) and value.shape == (5,)
     dist = action_distribution(logits, discrete=True)
-    np.testing.assert_allclose(jnp.exp(dist.log_prob(jnp.zeros(5, jnp.int32))),
-                               jax.nn.softmax(logits)[:, 0], rtol=1e-5)
+    np.testing.assert_allclose(
+        jnp.exp(dist.log_prob(jnp.zeros(5, jnp.int32))), jax.nn.softmax(logits)[:, 0], rtol=1e-5
+    )
 
 
 def test_actor_critic_continuous_returns_mean_and_initial_log_std():
@@ -140,8 +141,9 @@ def test_make_optimizer_anneals_learning_rate_linearly_to_zero():
     cfg = UpdateConfig(learning_rate=0.1, learning_rate_annealing=True)
     # with a constant gradient Adam's normalised step is 1, so each update is -lr_t
     updates = adam_updates(make_optimizer(cfg, total_gradient_steps=4), jnp.ones(1), 6)
-    np.testing.assert_allclose(updates[:, 0], [-0.1, -0.075, -0.05, -0.025, 0.0, 0.0],
-                               rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(
+        updates[:, 0], [-0.1, -0.075, -0.05, -0.025, 0.0, 0.0], rtol=1e-4, atol=1e-7
+    )
 
 
 def test_make_optimizer_without_annealing_keeps_learning_rate():
@@ -156,11 +158,14 @@ def test_make_optimizer_clips_global_gradient_norm():
     eps = 1e6
     clipped = make_optimizer(UpdateConfig(learning_rate=1.0, max_grad_norm=1.0), 1, eps=eps)
     unclipped = make_optimizer(UpdateConfig(learning_rate=1.0), 1, eps=eps)
-    np.testing.assert_allclose(adam_updates(clipped, grads, 1)[0], -np.array([0.6, 0.8]) / eps,
-                               rtol=1e-3)
-    np.testing.assert_allclose(adam_updates(unclipped, grads, 1)[0],
-                               -np.array([300.0, 400.0]) / (eps + np.array([300.0, 400.0])),
-                               rtol=1e-3)
+    np.testing.assert_allclose(
+        adam_updates(clipped, grads, 1)[0], -np.array([0.6, 0.8]) / eps, rtol=1e-3
+    )
+    np.testing.assert_allclose(
+        adam_updates(unclipped, grads, 1)[0],
+        -np.array([300.0, 400.0]) / (eps + np.array([300.0, 400.0])),
+        rtol=1e-3,
+    )
 
 
 @pytest.mark.parametrize("max_grad_norm", [None, 10.0], ids=["adam", "clipped-adam"])

@@ -78,8 +78,14 @@ def simulate_off_policy_updates(n_env_steps, n_envs, skip_steps, start_step, bat
         (10, 1, 20, 0, 1, 0),
         (50, 1, 10, 60, 1, 0),  # learning never starts
     ],
-    ids=["every-step", "wait-for-batch", "vector-envs-catch-up", "partial-last-vector-step",
-         "skip-longer-than-run", "start-after-run"],
+    ids=[
+        "every-step",
+        "wait-for-batch",
+        "vector-envs-catch-up",
+        "partial-last-vector-step",
+        "skip-longer-than-run",
+        "start-after-run",
+    ],
 )
 def test_off_policy_update_count_small_cases_by_hand(
     n_env_steps, n_envs, skip_steps, start_step, batch_size, expected

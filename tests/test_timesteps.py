@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kitae.timesteps import compute_gae, compute_td_targets
+from kitae.timesteps import compute_gae, compute_n_step_return, compute_td_targets
 
 gae_jit = jax.jit(compute_gae, static_argnames=("gamma", "gae_lambda"))
 
@@ -115,10 +115,12 @@ def test_gae_lambda_one_gives_discounted_monte_carlo_returns(length):
 
     advantages, returns = compute_gae(r, v, v_tp1, zeros, zeros, gamma, 1.0)
 
-    mc = np.array([
-        sum(gamma**k * r[t + k] for k in range(length - t)) + gamma ** (length - t) * bootstrap
-        for t in range(length)
-    ])
+    mc = np.array(
+        [
+            sum(gamma**k * r[t + k] for k in range(length - t)) + gamma ** (length - t) * bootstrap
+            for t in range(length)
+        ]
+    )
     np.testing.assert_allclose(returns, mc, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(advantages, mc - v, rtol=1e-5, atol=1e-5)
 
@@ -158,9 +160,7 @@ def test_gae_stops_gradients():
     np.testing.assert_array_equal(grad, np.zeros(4))
 
 
-@pytest.mark.parametrize(
-    "shape", [(2, 4), ()], ids=["rank2-batched-input", "rank0-scalar-input"]
-)
+@pytest.mark.parametrize("shape", [(2, 4), ()], ids=["rank2-batched-input", "rank0-scalar-input"])
 def test_gae_rejects_inputs_that_are_not_one_trajectory(shape):
     x = jnp.ones(shape)
     with pytest.raises(AssertionError, match="rank"):
@@ -170,3 +170,46 @@ def test_gae_rejects_inputs_that_are_not_one_trajectory(shape):
 def test_gae_rejects_mismatched_lengths():
     with pytest.raises(AssertionError):
         compute_gae(jnp.ones(4), jnp.ones(4), jnp.ones(3), jnp.zeros(4), jnp.zeros(4), 0.9, 0.9)
+
+
+# ---- n-step returns -----------------------------------------------------------------------------
+N_STEP_CASES = {
+    # rewards [1, 2, 4], gamma 0.5
+    "full-window": ([False, False, False], [False, False, False], 3.0, 0.125, 2),
+    "terminated-mid-window": ([False, True, False], [False, False, False], 2.0, 0.0, 1),
+    "truncated-first": ([False, False, False], [True, False, False], 1.0, 0.5, 0),
+    "terminated-last": ([False, False, True], [False, False, False], 3.0, 0.0, 2),
+}
+
+
+@pytest.mark.parametrize("case", list(N_STEP_CASES), ids=list(N_STEP_CASES))
+def test_n_step_return_against_hand_values(case):
+    terminated, truncated, expected_return, expected_discount, expected_last = N_STEP_CASES[case]
+    n_return, discount, last = compute_n_step_return(
+        jnp.array([1.0, 2.0, 4.0]), jnp.array(terminated), jnp.array(truncated), 0.5
+    )
+    assert float(n_return) == pytest.approx(expected_return)
+    assert float(discount) == pytest.approx(expected_discount)
+    assert int(last) == expected_last
+
+
+def test_n_step_return_with_one_step_is_the_td_target_parts():
+    for terminated in (False, True):
+        n_return, discount, last = compute_n_step_return(
+            jnp.array([1.5]), jnp.array([terminated]), jnp.array([False]), 0.9
+        )
+        td = compute_td_targets(
+            jnp.float32(1.5), jnp.float32(0.9 * (1 - terminated)), jnp.float32(2.0)
+        )
+        assert float(n_return + discount * 2.0) == pytest.approx(float(td))
+        assert int(last) == 0
+
+
+def test_n_step_return_vmaps_and_jits():
+    rewards = jnp.ones((4, 3))
+    flags = jnp.zeros((4, 3), bool)
+    n_return, discount, _ = jax.jit(jax.vmap(compute_n_step_return, in_axes=(0, 0, 0, None)))(
+        rewards, flags, flags, 0.5
+    )
+    np.testing.assert_allclose(n_return, 1.75)
+    np.testing.assert_allclose(discount, 0.125)

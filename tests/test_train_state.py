@@ -52,16 +52,33 @@ def test_update_target_polyak_converges_geometrically():
     for _ in range(3):
         state = state.update_target(tau=0.5)
     # target = (1 - 0.5^3) * params
-    assert_tree_allclose(state.target_params, jax.tree.map(lambda p: 0.875 * p, state.params),
-                         rtol=1e-6)
+    assert_tree_allclose(
+        state.target_params, jax.tree.map(lambda p: 0.875 * p, state.params), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
     ("step", "period", "updated"),
-    [(0, 3, True), (1, 3, False), (2, 3, False), (3, 3, True), (6, 3, True), (7, 1, True),
-     (5, 2, False), (10, 5, True)],
-    ids=["step0-period3", "step1-period3", "step2-period3", "step3-period3", "step6-period3",
-         "step7-period1", "step5-period2", "step10-period5"],
+    [
+        (0, 3, True),
+        (1, 3, False),
+        (2, 3, False),
+        (3, 3, True),
+        (6, 3, True),
+        (7, 1, True),
+        (5, 2, False),
+        (10, 5, True),
+    ],
+    ids=[
+        "step0-period3",
+        "step1-period3",
+        "step2-period3",
+        "step3-period3",
+        "step6-period3",
+        "step7-period1",
+        "step5-period2",
+        "step10-period5",
+    ],
 )
 def test_update_target_only_on_period_multiples(step, period, updated):
     state = make_state().replace(step=jnp.asarray(step))
@@ -87,8 +104,9 @@ def test_update_target_under_jit_with_traced_step_and_tau():
     state = make_state().replace(step=jnp.asarray(4))
     update = jax.jit(lambda s, tau: s.update_target(tau=tau, period=2))
     new = update(state, jnp.float32(0.25))
-    assert_tree_allclose(new.target_params, jax.tree.map(lambda p: 0.25 * p, state.params),
-                         rtol=1e-6)
+    assert_tree_allclose(
+        new.target_params, jax.tree.map(lambda p: 0.25 * p, state.params), rtol=1e-6
+    )
     new = update(state.replace(step=jnp.asarray(5)), jnp.float32(0.25))
     assert_tree_allclose(new.target_params, state.target_params)
 
@@ -114,5 +132,6 @@ def test_polyak_update_function_by_hand():
     params, target = {"a": jnp.array(10.0)}, {"a": jnp.array(0.0)}
     np.testing.assert_allclose(polyak_update(params, target, 0.1)["a"], 1.0, rtol=1e-6)
     np.testing.assert_allclose(polyak_update(params, target, 0.1, step=1, period=2)["a"], 0.0)
-    np.testing.assert_allclose(polyak_update(params, target, 0.1, step=2, period=2)["a"], 1.0,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        polyak_update(params, target, 0.1, step=2, period=2)["a"], 1.0, rtol=1e-6
+    )

@@ -52,7 +52,7 @@ def test_off_policy_update_runs_n_epochs_steps_in_one_call_and_averages_info(n_e
     state = {"count": jnp.int32(0), "sum": jnp.float32(0.0)}
     key = jax.random.PRNGKey(0)
 
-    new_state, new_key, info = update(state, buffer_state, key)
+    new_state, new_buffer_state, new_key, info = update(state, buffer_state, key)
 
     assert traced_shapes == [(5,)]  # process sees one batch of batch_size, traced once
     assert int(new_state["count"]) == n_epochs
@@ -63,6 +63,9 @@ def test_off_policy_update_runs_n_epochs_steps_in_one_call_and_averages_info(n_e
     # process doubled the stored rewards, which lie in [0, 11]
     assert 0.0 <= float(info["mean_reward"]) <= 22.0
     assert not np.array_equal(np.asarray(new_key), np.asarray(key))
+    # a uniform buffer comes back unchanged
+    np.testing.assert_array_equal(new_buffer_state.data.reward, buffer_state.data.reward)
+    np.testing.assert_array_equal(new_buffer_state.position, buffer_state.position)
 
 
 def test_off_policy_update_samples_fresh_stored_batches_each_epoch():
@@ -80,7 +83,7 @@ def test_off_policy_update_samples_fresh_stored_batches_each_epoch():
     )
     init = {"i": jnp.int32(0), "batches": jnp.full((n_epochs, batch_size), -1.0)}
 
-    state, _, info = update(init, buffer_state, jax.random.PRNGKey(1))
+    state, _, _, info = update(init, buffer_state, jax.random.PRNGKey(1))
 
     assert info == {}
     batches = np.asarray(state["batches"])
@@ -100,7 +103,7 @@ def test_off_policy_update_passes_state_to_process_fn():
         return state + 1.0, {"total": batch.sum()}
 
     update = jax.jit(make_off_policy_update(buffer, process, update_step, 4, 3))
-    state, _, info = update(jnp.float32(1.0), buffer_state, jax.random.PRNGKey(0))
+    state, _, _, info = update(jnp.float32(1.0), buffer_state, jax.random.PRNGKey(0))
     # batches sum to 4 * 1, 4 * 2, 4 * 3 -> mean 8
     np.testing.assert_allclose(info["total"], 8.0, rtol=1e-6)
     np.testing.assert_allclose(state, 4.0)
@@ -131,12 +134,20 @@ def on_policy_toy(total):
     def update_step(state, key, batch):
         visits = state["visits"].at[batch["id"]].add(1)
         cumsum = state["cumsum"].at[batch["id"]].set(batch["cumsum"])
-        new = {"visits": visits, "cumsum": cumsum, "id_sum": state["id_sum"] + batch["id"].sum(),
-               "steps": state["steps"] + 1}
+        new = {
+            "visits": visits,
+            "cumsum": cumsum,
+            "id_sum": state["id_sum"] + batch["id"].sum(),
+            "steps": state["steps"] + 1,
+        }
         return new, {"batch_size": jnp.float32(batch["id"].shape[0])}
 
-    init = {"visits": jnp.zeros(total, jnp.int32), "cumsum": jnp.zeros(total, jnp.float32),
-            "id_sum": jnp.int32(0), "steps": jnp.int32(0)}
+    init = {
+        "visits": jnp.zeros(total, jnp.int32),
+        "cumsum": jnp.zeros(total, jnp.float32),
+        "id_sum": jnp.int32(0),
+        "steps": jnp.int32(0),
+    }
     return process, update_step, init, traced_shapes
 
 

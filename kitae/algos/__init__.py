@@ -1,6 +1,29 @@
 """Built-in agents, each written with the four factories."""
 
-from kitae.algos.dqn import DQN, DQNParams
+from kitae.algos.c51 import C51, C51Params
+from kitae.algos.dqn import DQN, DQNParams, QLearningParams
+from kitae.algos.iqn import IQN, IQNParams
 from kitae.algos.ppo import PPO, PPOParams
+from kitae.algos.qrdqn import QRDQN, QRDQNParams
+from kitae.algos.sac import SAC, SACParams
+from kitae.algos.td3 import DDPG, TD3, DDPGParams, TD3Params
 
-__all__ = ["DQN", "DQNParams", "PPO", "PPOParams"]
+__all__ = [
+    "DQN",
+    "DQNParams",
+    "QLearningParams",
+    "C51",
+    "C51Params",
+    "QRDQN",
+    "QRDQNParams",
+    "IQN",
+    "IQNParams",
+    "PPO",
+    "PPOParams",
+    "SAC",
+    "SACParams",
+    "TD3",
+    "TD3Params",
+    "DDPG",
+    "DDPGParams",
+]

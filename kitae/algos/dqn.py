@@ -1,7 +1,13 @@
-"""Deep Q-Network, with double-Q, dueling, hard or Polyak targets and Huber or MSE loss.
+"""Deep Q-Network with the Rainbow options: double-Q, dueling, n-step returns, prioritized
+replay, hard or Polyak targets, Huber or MSE loss.
 
-See "Human-level control through deep reinforcement learning", Mnih et al., 2015, and
-"Deep Reinforcement Learning with Double Q-learning", van Hasselt et al., 2016.
+The distributional agents (:mod:`kitae.algos.c51`, :mod:`kitae.algos.qrdqn`,
+:mod:`kitae.algos.iqn`) reuse this module's params, transition reduction and agent class.
+
+See "Human-level control through deep reinforcement learning", Mnih et al., 2015;
+"Deep Reinforcement Learning with Double Q-learning", van Hasselt et al., 2016;
+"Dueling Network Architectures for Deep Reinforcement Learning", Wang et al., 2016;
+"Prioritized Experience Replay", Schaul et al., 2016; "Rainbow", Hessel et al., 2018.
 """
 
 from __future__ import annotations
@@ -9,37 +15,35 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import distrax
+import flax.linen as nn
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 
 from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
-from kitae.config import AlgoConfig, AlgoParams, UpdateConfig
+from kitae.config import AlgoConfig, AlgoParams, UpdateConfig, check_int_param, check_tau
 from kitae.loss import loss_huber, loss_mean_squared_error
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.qvalue import qvalue_factory
 from kitae.modules.train_state import TrainState
-from kitae.schedules import LinearSchedule, off_policy_update_count
-from kitae.timesteps import compute_td_targets
+from kitae.schedules import LinearSchedule, off_policy_gradient_steps
+from kitae.timesteps import compute_n_step_return, compute_td_targets
 from kitae.types import Params
 
 LOSSES = {"huber": loss_huber, "mse": loss_mean_squared_error}
 
 
 @dataclass
-class DQNParams(AlgoParams):
-    """DQN hyperparameters.
+class QLearningParams(AlgoParams):
+    """Hyperparameters shared by the Q-learning agents (DQN, C51, QR-DQN, IQN).
 
     The defaults, with ``DQN.default_update_cfg`` and 4 envs, are kitae's CartPole-v1 setting,
-    chosen for reliability over seeds: double DQN with an MSE loss, Polyak targets (tau 0.01 every
-    gradient step), 2 gradient steps of 128 every 4 transitions and a learning rate annealed to 0
-    (results in ``benchmarks/README.md``). The RL-Zoo configuration is in
-    ``benchmarks/dqn_cartpole.py``.
+    chosen for reliability over seeds (see :class:`DQNParams`).
 
     Attributes:
         gamma: discount.
@@ -50,7 +54,12 @@ class DQNParams(AlgoParams):
         double_q: choose the bootstrap action with the online network, evaluate it with the
             target network.
         dueling: dueling Q head.
-        loss: ``"huber"`` or ``"mse"``.
+        n_step: bootstrap after ``n_step`` transitions (cut at episode ends); 1 is one-step TD.
+        prioritized: proportional prioritized replay (priorities: ``|TD error|`` for DQN, the
+            per-sample loss for the distributional agents).
+        priority_exponent: prioritized replay's ``alpha``.
+        importance_exponent: prioritized replay's initial ``beta``, annealed to 1 over the run.
+        priority_eps: added to ``|TD error|`` so that no priority is 0.
         tau: target update rate: 1 copies the online params (hard update), < 1 is Polyak averaging.
         target_update_period: gradient steps between two target updates.
         skip_steps: transitions between two updates (each of ``update_cfg.n_epochs``
@@ -66,7 +75,11 @@ class DQNParams(AlgoParams):
     exploration_fraction: float = 0.1
     double_q: bool = True
     dueling: bool = False
-    loss: str = "mse"
+    n_step: int = 1
+    prioritized: bool = False
+    priority_exponent: float = 0.6
+    importance_exponent: float = 0.4
+    priority_eps: float = 1e-6
     tau: float = 0.01
     target_update_period: int = 1
     skip_steps: int = 4
@@ -84,47 +97,189 @@ class DQNParams(AlgoParams):
                 f"algo_params.exploration_fraction={self.exploration_fraction!r} is invalid: it "
                 "must be in (0, 1]."
             )
+        check_int_param(self, "n_step", 1)
+        if self.n_step > config.update_cfg.max_buffer_size // config.env_cfg.n_envs:
+            raise ValueError(
+                f"algo_params.n_step={self.n_step} is longer than the replay buffer's "
+                f"{config.update_cfg.max_buffer_size // config.env_cfg.n_envs} slots per env; "
+                "lower n_step or raise update_cfg.max_buffer_size."
+            )
+        if not self.priority_exponent >= 0.0:
+            raise ValueError(
+                f"algo_params.priority_exponent={self.priority_exponent!r} is invalid: it must "
+                "be >= 0."
+            )
+        if not 0.0 <= self.importance_exponent <= 1.0:
+            raise ValueError(
+                f"algo_params.importance_exponent={self.importance_exponent!r} is invalid: it "
+                "must be in [0, 1]."
+            )
+        if not self.priority_eps > 0.0:
+            raise ValueError(
+                f"algo_params.priority_eps={self.priority_eps!r} is invalid: it must be > 0."
+            )
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"algo_params.gamma={self.gamma!r} is invalid: it must be in [0, 1].")
+        check_tau(self)
+        check_int_param(self, "target_update_period", 1)
+        if not isinstance(config.env_cfg.action_space, gym.spaces.Discrete):
+            raise ValueError(
+                f"env_cfg.action_space={config.env_cfg.action_space} is not supported by "
+                f"{type(self).__name__}: it needs a gymnasium.spaces.Discrete action space."
+            )
+
+
+@dataclass
+class DQNParams(QLearningParams):
+    """DQN hyperparameters (see :class:`QLearningParams` for the shared ones).
+
+    The defaults, with ``DQN.default_update_cfg`` and 4 envs, are kitae's CartPole-v1 setting,
+    chosen for reliability over seeds: double DQN with an MSE loss, Polyak targets (tau 0.01 every
+    gradient step), 2 gradient steps of 128 every 4 transitions and a learning rate annealed to 0
+    (results in ``benchmarks/README.md``). The RL-Zoo configuration is in
+    ``benchmarks/dqn_cartpole.py``.
+
+    Attributes:
+        loss: ``"huber"`` or ``"mse"``.
+    """
+
+    loss: str = "mse"
+
+    def validate(self, config: AlgoConfig) -> None:
+        super().validate(config)
         if self.loss not in LOSSES:
             raise ValueError(
                 f"algo_params.loss={self.loss!r} is invalid: use one of {list(LOSSES)}."
             )
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"algo_params.tau={self.tau!r} is invalid: it must be in (0, 1].")
-        if (
-            isinstance(self.target_update_period, bool)
-            or not isinstance(self.target_update_period, int)
-            or self.target_update_period < 1
-        ):
-            raise ValueError(
-                f"algo_params.target_update_period={self.target_update_period!r} is invalid: it "
-                "must be an integer >= 1."
-            )
-        if not isinstance(config.env_cfg.action_space, gym.spaces.Discrete):
-            raise ValueError(
-                f"env_cfg.action_space={config.env_cfg.action_space} is not supported by DQN: it "
-                "needs a gymnasium.spaces.Discrete action space."
-            )
 
 
 class DQNBatch(NamedTuple):
-    """A processed DQN batch: observations ``[B, ...]``, actions ``[B]``, TD targets ``[B]``."""
+    """A processed DQN batch.
+
+    Attributes:
+        observation: ``[B, ...]``.
+        action: ``[B]``.
+        target: TD targets ``[B]``.
+        weight: per-sample loss weights ``[B]`` (prioritized replay's importance weights).
+    """
 
     observation: jax.Array
     action: jax.Array
     target: jax.Array
+    weight: jax.Array
 
 
-def total_gradient_steps(config: AlgoConfig) -> int:
-    """Gradient steps of a whole run of ``config.train_cfg.n_env_steps``."""
-    p = config.algo_params
-    n_updates = off_policy_update_count(
-        config.train_cfg.n_env_steps,
-        config.env_cfg.n_envs,
-        p.skip_steps,
-        p.start_step,
-        config.update_cfg.batch_size,
+class BootstrapTransition(NamedTuple):
+    """A transition reduced to what a Q-learning target needs, each field ``[B, ...]``.
+
+    Attributes:
+        observation: ``o_t``.
+        action: ``a_t``.
+        reward: the (n-step discounted) reward sum.
+        discount: the bootstrap discount, ``gamma^k`` or 0 after a termination.
+        next_observation: the observation bootstrapped from.
+    """
+
+    observation: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    discount: jax.Array
+    next_observation: jax.Array
+
+
+def bootstrap_transition(experience: Experience, gamma: float) -> BootstrapTransition:
+    """Reduces sampled experience to :class:`BootstrapTransition`.
+
+    Args:
+        experience: single transitions (leaves ``[B, ...]``), or windows of ``n`` consecutive
+            transitions of one env (leaves ``[B, n, ...]``, from ``algo_params.n_step > 1``),
+            which are cut at the first episode end (see
+            :func:`kitae.timesteps.compute_n_step_return`).
+        gamma: discount.
+    """
+    if jnp.ndim(experience.reward) == 1:
+        return BootstrapTransition(
+            experience.observation,
+            experience.action,
+            experience.reward.astype(jnp.float32),
+            gamma * (1.0 - experience.done.astype(jnp.float32)),
+            experience.next_observation,
+        )
+    truncated = experience.truncated
+    if truncated is None:
+        truncated = jnp.zeros_like(experience.done)
+    n_return, discount, last = jax.vmap(compute_n_step_return, in_axes=(0, 0, 0, None))(
+        experience.reward, experience.done.astype(bool), truncated.astype(bool), gamma
     )
-    return n_updates * config.update_cfg.n_epochs
+    batch = jnp.arange(last.shape[0])
+    return BootstrapTransition(
+        jax.tree.map(lambda x: x[:, 0], experience.observation),
+        experience.action[:, 0],
+        n_return,
+        discount,
+        jax.tree.map(lambda x: x[batch, last], experience.next_observation),
+    )
+
+
+def select_bootstrap_actions(
+    q_online_tp1: jax.Array | None, q_target_tp1: jax.Array, double_q: bool
+) -> jax.Array:
+    """``int32[B]`` bootstrap actions: the online argmax (double-Q) or the target argmax.
+
+    Args:
+        q_online_tp1: online Q-values of the next observations ``[B, A]`` (double-Q only).
+        q_target_tp1: target Q-values of the next observations ``[B, A]``.
+        double_q: select with the online network.
+    """
+    q = q_online_tp1 if double_q else q_target_tp1
+    return jnp.argmax(q, axis=-1).astype(jnp.int32)
+
+
+def epsilon_schedule(params: DQNParams, n_env_steps: int) -> LinearSchedule:
+    """The linear epsilon schedule of ``params`` over a run of ``n_env_steps``."""
+    return LinearSchedule(
+        params.exploration_start,
+        params.exploration_end,
+        params.exploration_fraction * n_env_steps,
+    )
+
+
+def q_network_train_state(
+    key: jax.Array,
+    config: AlgoConfig,
+    network: nn.Module,
+    input_shapes: Sequence[Sequence[int]],
+    tabulate: bool = False,
+) -> TrainState:
+    """A TrainState for a Q-network: ``target_params`` start equal to ``params``; Adam over the
+    run's gradient steps (:func:`~kitae.schedules.off_policy_gradient_steps`)."""
+    params = init_params(key, network, input_shapes, tabulate)
+    return TrainState.create(
+        apply_fn=network.apply,
+        params=params,
+        target_params=params,
+        tx=make_optimizer(config.update_cfg, off_policy_gradient_steps(config)),
+    )
+
+
+def build_q_network(
+    config: AlgoConfig,
+    network_factory: Callable[..., nn.Module],
+    preprocess_fn: Callable | None = None,
+    **head_kwargs: Any,
+) -> nn.Module:
+    """A Q-network from ``network_factory(observation_space, action_space, hidden_sizes=...,
+    activation=..., dueling=..., preprocess_fn=..., **head_kwargs)`` with the shared params."""
+    p: QLearningParams = config.algo_params
+    return network_factory(
+        config.env_cfg.observation_space,
+        config.env_cfg.action_space,
+        hidden_sizes=p.hidden_sizes,
+        activation=p.activation,
+        dueling=p.dueling,
+        preprocess_fn=preprocess_fn,
+        **head_kwargs,
+    )
 
 
 def train_state_dqn_factory(
@@ -135,22 +290,16 @@ def train_state_dqn_factory(
     tabulate: bool = False,
 ) -> TrainState:
     """The Q-network's TrainState; ``target_params`` start equal to ``params``."""
-    p: DQNParams = config.algo_params
-    qvalue = qvalue_factory(
-        config.env_cfg.observation_space,
-        config.env_cfg.action_space,
-        hidden_sizes=p.hidden_sizes,
-        activation=p.activation,
-        dueling=p.dueling,
-        preprocess_fn=preprocess_fn,
-    )
-    params = init_params(key, qvalue, [config.env_cfg.observation_space.shape], tabulate)
-    return TrainState.create(
-        apply_fn=qvalue.apply,
-        params=params,
-        target_params=params,
-        tx=make_optimizer(config.update_cfg, total_gradient_steps(config)),
-    )
+    qvalue = build_q_network(config, qvalue_factory, preprocess_fn)
+    shapes = [config.env_cfg.observation_space.shape]
+    return q_network_train_state(key, config, qvalue, shapes, tabulate)
+
+
+def epsilon_greedy(
+    key: jax.Array, qvalues: jax.Array, epsilon: float | jax.Array
+) -> tuple[jax.Array, jax.Array]:
+    """Epsilon-greedy ``(actions [B], log_probs [B])`` over ``qvalues [B, A]``."""
+    return distrax.EpsilonGreedy(qvalues, epsilon).sample_and_log_prob(seed=key)
 
 
 def explore_factory(config: AlgoConfig) -> Callable:
@@ -161,58 +310,77 @@ def explore_factory(config: AlgoConfig) -> Callable:
     def explore_fn(
         state: TrainState, key: jax.Array, observations: jax.Array, exploration: float | jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        qvalues = state.apply_fn(state.params, observations)
-        return distrax.EpsilonGreedy(qvalues, exploration).sample_and_log_prob(seed=key)
+        return epsilon_greedy(key, state.apply_fn(state.params, observations), exploration)
 
     return explore_fn
 
 
 def process_experience_factory(config: AlgoConfig) -> Callable:
-    """``process_experience_fn(state, key, experience [B]) -> DQNBatch`` with TD targets
-    ``r + gamma * (1 - done) * Q_target(s', a*)``, ``a*`` from the online net when double-Q."""
+    """``process_experience_fn(state, key, experience [B] or [B, n]) -> DQNBatch`` with TD
+    targets ``R + discount * Q_target(s', a*)``, ``a*`` from the online net when double-Q."""
     p: DQNParams = config.algo_params
 
     def process_experience_fn(
         state: TrainState, key: jax.Array, experience: Experience
     ) -> DQNBatch:
         del key
-        next_q_target = state.apply_fn(state.target_params, experience.next_observation)
-        if p.double_q:
-            next_q_online = state.apply_fn(state.params, experience.next_observation)
-            next_actions = jnp.argmax(next_q_online, axis=-1)
-        else:
-            next_actions = jnp.argmax(next_q_target, axis=-1)
+        t = bootstrap_transition(experience, p.gamma)
+        next_q_target = state.apply_fn(state.target_params, t.next_observation)
+        next_q_online = state.apply_fn(state.params, t.next_observation) if p.double_q else None
+        next_actions = select_bootstrap_actions(next_q_online, next_q_target, p.double_q)
         next_values = jnp.take_along_axis(next_q_target, next_actions[:, None], axis=-1)[:, 0]
-        discounts = p.gamma * (1.0 - experience.done.astype(jnp.float32))
-        targets = compute_td_targets(experience.reward.astype(jnp.float32), discounts, next_values)
-        return DQNBatch(experience.observation, experience.action, targets)
+        targets = compute_td_targets(t.reward, t.discount, next_values)
+        return DQNBatch(t.observation, t.action, targets, jnp.ones_like(targets))
 
     return process_experience_fn
 
 
-def update_step_factory(config: AlgoConfig) -> Callable:
-    """``update_step_fn(state, key, DQNBatch) -> (state, info)``: one gradient step on the TD
-    loss, then the periodic target update."""
-    p: DQNParams = config.algo_params
-    td_loss = LOSSES[p.loss]
+def q_learning_update_step(params: QLearningParams, sample_losses: Callable) -> Callable:
+    """The update step shared by the Q-learning agents.
 
-    def update_step_fn(state: TrainState, key: jax.Array, batch: DQNBatch):
-        del key
+    Args:
+        params: the agent's params (``tau``, ``target_update_period``, ``prioritized``).
+        sample_losses: ``sample_losses(state, params, key, batch) -> (losses [B], priorities [B],
+            info)``, the per-sample losses of the online ``params`` and the new priorities.
 
-        def loss_fn(params: Params):
-            qvalues = state.apply_fn(params, batch.observation)
-            q_taken = jnp.take_along_axis(qvalues, batch.action[:, None].astype(jnp.int32), -1)[
-                :, 0
-            ]
-            loss = td_loss(q_taken, batch.target)
-            return loss, {"loss_qvalue": loss, "qvalue_mean": q_taken.mean()}
+    Returns:
+        ``update_step_fn(state, key, batch) -> (state, info)``: one gradient step on the mean of
+        ``batch.weight * losses``, then the periodic target update; with prioritized replay
+        ``info["td_error"]`` holds the priorities.
+    """
 
-        (_, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    def update_step_fn(state: TrainState, key: jax.Array, batch: Any):
+        def loss_fn(online: Params):
+            losses, priorities, info = sample_losses(state, online, key, batch)
+            loss = jnp.mean(batch.weight * losses)
+            return loss, ({"loss_qvalue": loss, **info}, priorities)
+
+        (_, (info, priorities)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         state = state.apply_gradients(grads=grads)
-        state = state.update_target(p.tau, p.target_update_period)
+        state = state.update_target(params.tau, params.target_update_period)
+        if params.prioritized:
+            info = {**info, "td_error": priorities}
         return state, info
 
     return update_step_fn
+
+
+def update_step_factory(config: AlgoConfig) -> Callable:
+    """``update_step_fn(state, key, DQNBatch) -> (state, info)``: one gradient step on the
+    (importance-weighted) TD loss, then the periodic target update; priorities are ``|TD error|``.
+    """
+    p: DQNParams = config.algo_params
+    td_loss = LOSSES[p.loss]
+
+    def sample_losses(state: TrainState, params: Params, key: jax.Array, batch: DQNBatch):
+        del key
+        qvalues = state.apply_fn(params, batch.observation)
+        actions = batch.action[:, None].astype(jnp.int32)
+        q_taken = jnp.take_along_axis(qvalues, actions, -1)[:, 0]
+        losses = jax.vmap(td_loss)(q_taken, batch.target)
+        return losses, batch.target - q_taken, {"qvalue_mean": q_taken.mean()}
+
+    return q_learning_update_step(p, sample_losses)
 
 
 class DQN(OffPolicyAgent):
@@ -242,12 +410,7 @@ class DQN(OffPolicyAgent):
 
     def __init__(self, run_name: str, config: AlgoConfig, **kwargs):
         super().__init__(run_name, config, **kwargs)
-        p: DQNParams = config.algo_params
-        self.exploration = LinearSchedule(
-            p.exploration_start,
-            p.exploration_end,
-            p.exploration_fraction * config.train_cfg.n_env_steps,
-        )
+        self.exploration = epsilon_schedule(config.algo_params, config.train_cfg.n_env_steps)
 
     def explore(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
         schedule = self.exploration

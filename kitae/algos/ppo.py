@@ -1,11 +1,20 @@
 """Proximal Policy Optimization with GAE, for discrete and continuous (Box) actions.
 
+Continuous actions follow one of two policies. By default a diagonal Gaussian whose samples are
+stored as they are, with their own log-probability, and clipped to the bounds only when sent to
+the env: the clipping belongs to the env, so the probability ratio of the stored actions is
+exact. With ``squash_actions`` a tanh-squashed Gaussian rescaled to the bounds
+(:func:`kitae.modules.distributions.squashed_gaussian`): the stored action is the pre-squash
+sample ``u``, the log-probability is that of the env action ``loc + scale * tanh(u)`` (change of
+variables), and ``to_env_action`` applies the squashing.
+
 See "Proximal Policy Optimization Algorithms", Schulman et al., 2017, and
 "The 37 Implementation Details of Proximal Policy Optimization", Huang et al., 2022.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -13,12 +22,20 @@ from typing import NamedTuple
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from kitae.base import OnPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, AlgoParams, UpdateConfig
 from kitae.loss import loss_policy_ppo, loss_value_clip
+from kitae.modules.distributions import (
+    ActionBounds,
+    action_bounds,
+    clip_to_bounds,
+    squash_to_bounds,
+    squashed_entropy,
+    squashed_gaussian,
+    squashed_log_prob,
+)
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.policy import action_distribution, actor_critic_factory
@@ -48,6 +65,10 @@ class PPOParams(AlgoParams):
         activation: torso activation.
         state_dependent_std: continuous actions: predict the log-std from the observation.
         log_std_init: continuous actions: initial log-std.
+        squash_actions: continuous actions: a tanh-squashed Gaussian rescaled to the bounds
+            (stores pre-squash samples, log-probabilities of the squashed actions, entropy
+            estimated from one sample); ``False``: a Gaussian clipped to the bounds by the env
+            step.
     """
 
     gamma: float = 0.99
@@ -62,6 +83,7 @@ class PPOParams(AlgoParams):
     activation: str = "tanh"
     state_dependent_std: bool = False
     log_std_init: float = 0.0
+    squash_actions: bool = False
 
     def validate(self, config: AlgoConfig) -> None:
         if not self.clip_eps > 0:
@@ -79,6 +101,11 @@ class PPOParams(AlgoParams):
             raise ValueError(
                 f"env_cfg.action_space={space} is not supported by PPO: use Discrete or a 1-D Box."
             )
+        if self.squash_actions and not isinstance(space, gym.spaces.Box):
+            raise ValueError(
+                f"algo_params.squash_actions=True needs a Box action space, got {space}; set it "
+                "to False for discrete actions."
+            )
 
 
 class PPOBatch(NamedTuple):
@@ -94,6 +121,10 @@ class PPOBatch(NamedTuple):
 
 def is_discrete(config: AlgoConfig) -> bool:
     return isinstance(config.env_cfg.action_space, gym.spaces.Discrete)
+
+
+def is_squashed(config: AlgoConfig) -> bool:
+    return bool(config.algo_params.squash_actions) and not is_discrete(config)
 
 
 def total_gradient_steps(config: AlgoConfig) -> int:
@@ -135,9 +166,26 @@ def explore_factory(config: AlgoConfig) -> Callable:
     """``explore_fn(state, key, observations [B, ...], greedy=False) -> (actions, log_probs [B])``.
 
     Continuous actions are returned unclipped (the log-probability is theirs); the agent clips
-    them to the action bounds only when sending them to the env.
+    them to the action bounds only when sending them to the env. With ``squash_actions`` they
+    are the pre-squash samples ``u`` (``greedy``: the mean) and the log-probabilities are those
+    of the squashed, rescaled actions.
     """
     discrete = is_discrete(config)
+    if is_squashed(config):
+        bounds = action_bounds(config.env_cfg.action_space, "PPO with squash_actions")
+
+        def squashed_explore_fn(
+            state: TrainState,
+            key: jax.Array,
+            observations: jax.Array,
+            greedy: bool | jax.Array = False,
+        ) -> tuple[jax.Array, jax.Array]:
+            (mean, log_std), _ = state.apply_fn(state.params, observations)
+            dist = squashed_gaussian(mean, log_std, bounds)
+            u = jnp.where(greedy, mean, dist.distribution.sample(seed=key))
+            return u, squashed_log_prob(dist, u)
+
+        return squashed_explore_fn
 
     def explore_fn(state: TrainState, key: jax.Array, observations: jax.Array, greedy=False):
         policy_output, _ = state.apply_fn(state.params, observations)
@@ -189,10 +237,12 @@ def update_step_factory(config: AlgoConfig) -> Callable:
     ``policy_loss + value_coef * value_loss - entropy_coef * entropy``."""
     p: PPOParams = config.algo_params
     discrete = is_discrete(config)
+    squashed = is_squashed(config)
+    if squashed:
+        bounds = action_bounds(config.env_cfg.action_space, "PPO with squash_actions")
     n_steps_total = max(total_gradient_steps(config), 1)
 
     def update_step_fn(state: TrainState, key: jax.Array, batch: PPOBatch):
-        del key
         advantages = batch.advantage
         if p.normalize_advantages:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -202,13 +252,18 @@ def update_step_factory(config: AlgoConfig) -> Callable:
 
         def loss_fn(params: Params):
             policy_output, values = state.apply_fn(params, batch.observation)
-            dist = action_distribution(policy_output, discrete)
-            log_probs = dist.log_prob(batch.action)
+            if squashed:
+                squashed_dist = squashed_gaussian(*policy_output, bounds)
+                log_probs = squashed_log_prob(squashed_dist, batch.action)
+                entropy = squashed_entropy(squashed_dist, key).mean()
+            else:
+                dist = action_distribution(policy_output, discrete)
+                log_probs = dist.log_prob(batch.action)
+                entropy = dist.entropy().mean()
             policy_loss, approx_kl = loss_policy_ppo(
                 log_probs, batch.log_prob, advantages, clip_eps
             )
             value_loss = loss_value_clip(values, batch.target, batch.value, p.value_clip_eps)
-            entropy = dist.entropy().mean()
             loss = policy_loss + p.value_coef * value_loss - p.entropy_coef * entropy
             return loss, {
                 "loss": loss,
@@ -226,7 +281,8 @@ def update_step_factory(config: AlgoConfig) -> Callable:
 
 class PPO(OnPolicyAgent):
     """PPO agent (see :class:`PPOParams`). ``explore`` samples the policy; ``select_action``
-    takes its mode. Continuous actions are clipped to the env bounds when stepping the env."""
+    takes its mode. Continuous actions are clipped to the env bounds when stepping the env, or,
+    with ``squash_actions``, squashed into them."""
 
     params_type = PPOParams
     default_n_envs = 4
@@ -250,9 +306,15 @@ class PPO(OnPolicyAgent):
             self.acting_state, self.interact_keys(observation), observation, True
         )
 
-    def to_env_action(self, actions):
+    @functools.cached_property
+    def bounds(self) -> ActionBounds | None:
+        """The env's action bounds (``None`` for discrete actions)."""
         space = self.config.env_cfg.action_space
-        if isinstance(space, gym.spaces.Box):
-            clip = jnp.clip if isinstance(actions, jax.Array) else np.clip
-            return clip(actions, space.low, space.high)
-        return actions
+        return action_bounds(space, "PPO") if isinstance(space, gym.spaces.Box) else None
+
+    def to_env_action(self, actions):
+        if self.bounds is None:
+            return actions
+        if self.config.algo_params.squash_actions:
+            return squash_to_bounds(actions, self.bounds)
+        return clip_to_bounds(actions, self.bounds)

@@ -97,8 +97,9 @@ def actor_critic_factory(
     elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
         if not (np.all(np.isfinite(action_space.low)) and np.all(np.isfinite(action_space.high))):
             raise ValueError(
-                f"env_cfg.action_space={action_space} has infinite bounds; wrap the env with "
-                "gymnasium.wrappers.ClipAction or give it finite bounds."
+                f"env_cfg.action_space={action_space} has infinite bounds; declare the env's "
+                "true limits, e.g. gymnasium.wrappers.TransformAction(env, lambda a: a, "
+                "gymnasium.spaces.Box(low, high))."
             )
         action_dim, discrete = int(action_space.shape[0]), False
     else:

@@ -1,0 +1,187 @@
+"""IQN: implicit quantile networks, with the DQN options (double-Q, dueling, n-step,
+prioritized replay, hard or Polyak targets).
+
+Dopamine's semantics: ``N = N' = 64`` sampled quantile levels for the online and target
+distributions, ``K = 32`` levels to estimate Q-values for acting and for choosing the bootstrap
+action, ``kappa = 1``, the quantile Huber loss summed over the ``N`` online quantiles and averaged
+over the ``N'`` target ones, and a 64-cosine embedding of the levels.
+
+See "Implicit Quantile Networks for Distributional Reinforcement Learning", Dabney et al., 2018.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from kitae.algos.dqn import (
+    DQN,
+    QLearningParams,
+    bootstrap_transition,
+    build_q_network,
+    epsilon_greedy,
+    q_learning_update_step,
+    q_network_train_state,
+)
+from kitae.algos.qrdqn import QUANTILE_UPDATE_CFG, QuantileBatch
+from kitae.buffer import Experience
+from kitae.config import AlgoConfig, check_int_param
+from kitae.distributional import quantile_td_loss
+from kitae.modules.distributional import implicit_quantile_qvalue_factory
+from kitae.modules.train_state import TrainState
+from kitae.types import Params
+
+
+@dataclass
+class IQNParams(QLearningParams):
+    """IQN hyperparameters (see :class:`~kitae.algos.dqn.QLearningParams` for the shared ones).
+
+    Defaults: Dopamine's IQN (``N = N' = 64``, ``K = 32``, ``kappa = 1``, 64 cosines, hard
+    target updates, here every 100 gradient steps) with kitae's DQN CartPole-v1 exploration
+    schedule and :data:`~kitae.algos.qrdqn.QUANTILE_UPDATE_CFG` (one gradient step of 64 every 4
+    transitions: an IQN gradient step evaluates ``N + N' + K`` quantile levels per sample, so it
+    costs as much as many DQN steps on the same torso).
+
+    Attributes:
+        n_tau_samples: ``N``, quantile levels sampled for the online distribution.
+        n_tau_prime_samples: ``N'``, quantile levels sampled for the target distribution.
+        n_quantile_samples: ``K``, quantile levels sampled to estimate Q-values.
+        n_cosines: cosine features of the quantile-level embedding.
+        head_hidden_sizes: hidden layers after the state and level embeddings are merged.
+        kappa: quantile Huber threshold.
+    """
+
+    tau: float = 1.0
+    target_update_period: int = 100
+    n_tau_samples: int = 64
+    n_tau_prime_samples: int = 64
+    n_quantile_samples: int = 32
+    n_cosines: int = 64
+    head_hidden_sizes: tuple[int, ...] = (64,)
+    kappa: float = 1.0
+
+    def validate(self, config: AlgoConfig) -> None:
+        super().validate(config)
+        for name in ("n_tau_samples", "n_tau_prime_samples", "n_quantile_samples", "n_cosines"):
+            check_int_param(self, name, 1)
+        if not self.kappa > 0:
+            raise ValueError(f"algo_params.kappa={self.kappa!r} is invalid: it must be > 0.")
+
+
+def train_state_iqn_factory(
+    key: jax.Array,
+    config: AlgoConfig,
+    *,
+    preprocess_fn: Callable | None = None,
+    tabulate: bool = False,
+) -> TrainState:
+    """The implicit quantile network's TrainState: ``apply_fn(params, observations [B, ...],
+    taus [B, N]) -> quantiles [B, A, N]``."""
+    p: IQNParams = config.algo_params
+    network = build_q_network(
+        config,
+        implicit_quantile_qvalue_factory,
+        preprocess_fn,
+        n_cosines=p.n_cosines,
+        head_hidden_sizes=p.head_hidden_sizes,
+    )
+    shapes = [config.env_cfg.observation_space.shape, (p.n_quantile_samples,)]
+    return q_network_train_state(key, config, network, shapes, tabulate)
+
+
+def sampled_q_values(
+    state: TrainState, params: Any, key: jax.Array, observations: jax.Array, n_taus: int
+) -> jax.Array:
+    """Q-values ``[B, A]``: the mean of the quantiles at ``n_taus`` uniform levels per row."""
+    batch_size = jax.tree.leaves(observations)[0].shape[0]
+    taus = jax.random.uniform(key, (batch_size, n_taus))
+    return state.apply_fn(params, observations, taus).mean(axis=-1)
+
+
+def explore_factory(config: AlgoConfig) -> Callable:
+    """``explore_fn(state, key, observations [B, ...], exploration) -> (actions, log_probs)``,
+    epsilon-greedy on Q-values estimated from ``K`` sampled quantile levels."""
+    p: IQNParams = config.algo_params
+
+    def explore_fn(
+        state: TrainState, key: jax.Array, observations: jax.Array, exploration: float | jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
+        k_taus, k_act = jax.random.split(key)
+        qvalues = sampled_q_values(state, state.params, k_taus, observations, p.n_quantile_samples)
+        return epsilon_greedy(k_act, qvalues, exploration)
+
+    return explore_fn
+
+
+def process_experience_factory(config: AlgoConfig) -> Callable:
+    """``process_experience_fn(state, key, experience [B] or [B, n]) -> QuantileBatch``: the
+    target network's quantiles at ``N'`` sampled levels, at the bootstrap action chosen from ``K``
+    sampled levels (of the online network when double-Q)."""
+    p: IQNParams = config.algo_params
+
+    def process_experience_fn(
+        state: TrainState, key: jax.Array, experience: Experience
+    ) -> QuantileBatch:
+        k_select, k_target = jax.random.split(key)
+        t = bootstrap_transition(experience, p.gamma)
+        selector = state.params if p.double_q else state.target_params
+        q_select = sampled_q_values(
+            state, selector, k_select, t.next_observation, p.n_quantile_samples
+        )
+        next_actions = jnp.argmax(q_select, axis=-1)
+        batch_size = next_actions.shape[0]
+        taus = jax.random.uniform(k_target, (batch_size, p.n_tau_prime_samples))
+        quantiles = state.apply_fn(state.target_params, t.next_observation, taus)
+        selected = quantiles[jnp.arange(batch_size), next_actions]
+        return QuantileBatch(
+            t.observation,
+            t.action,
+            t.reward,
+            t.discount,
+            jax.lax.stop_gradient(selected),
+            jnp.ones_like(t.reward),
+        )
+
+    return process_experience_fn
+
+
+def update_step_factory(config: AlgoConfig) -> Callable:
+    """``update_step_fn(state, key, QuantileBatch) -> (state, info)``: one gradient step on the
+    quantile Huber loss at ``N`` sampled levels; priorities are the per-sample losses."""
+    p: IQNParams = config.algo_params
+
+    def sample_losses(state: TrainState, params: Params, key: jax.Array, batch: QuantileBatch):
+        batch_size = batch.action.shape[0]
+        taus = jax.random.uniform(key, (batch_size, p.n_tau_samples))
+        quantiles = state.apply_fn(params, batch.observation, taus)
+        losses = jax.vmap(quantile_td_loss, in_axes=(0, 0, 0, 0, 0, 0, None))(
+            quantiles,
+            taus,
+            batch.action.astype(jnp.int32),
+            batch.reward,
+            batch.discount,
+            batch.target_quantiles,
+            p.kappa,
+        )
+        q_taken = quantiles.mean(axis=-1)[jnp.arange(batch_size), batch.action]
+        return losses, losses, {"qvalue_mean": q_taken.mean()}
+
+    return q_learning_update_step(p, sample_losses)
+
+
+class IQN(DQN):
+    """IQN agent (see :class:`IQNParams`): epsilon-greedy on Q-values from ``K`` sampled levels
+    to explore, greedy on them to act."""
+
+    params_type = IQNParams
+    default_update_cfg = QUANTILE_UPDATE_CFG
+    factories = (
+        train_state_iqn_factory,
+        explore_factory,
+        process_experience_factory,
+        update_step_factory,
+    )

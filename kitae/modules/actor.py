@@ -1,0 +1,89 @@
+"""Policy networks of off-policy actor-critic agents (SAC, TD3, DDPG).
+
+Continuous actors return *pre-squash* outputs ``u``; the agents map them into the action bounds
+with :mod:`kitae.modules.distributions` (``a = loc + scale * tanh(u)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from kitae.modules.modules import MLP
+
+LOG_STD_MIN = -20.0
+LOG_STD_MAX = 2.0
+"""Range of the Gaussian actor's log-std, as in the reference SAC implementation."""
+
+
+class GaussianActor(nn.Module):
+    """``o -> (mean [B, A], log_std [B, A])`` of the pre-squash Gaussian, log-std clipped to
+    ``[LOG_STD_MIN, LOG_STD_MAX]``.
+
+    Attributes:
+        action_dim: action dimension ``A``.
+        hidden_sizes: torso widths.
+        activation: torso activation.
+        preprocess_fn: applied to observations first.
+    """
+
+    action_dim: int
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
+        x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
+        x = MLP(self.hidden_sizes, self.activation)(x)
+        mean = nn.Dense(self.action_dim)(x)
+        log_std = jnp.clip(nn.Dense(self.action_dim)(x), LOG_STD_MIN, LOG_STD_MAX)
+        return mean, log_std
+
+
+class DeterministicActor(nn.Module):
+    """``o -> u [B, A]``, the pre-squash deterministic action.
+
+    Attributes:
+        action_dim: action dimension ``A``.
+        hidden_sizes: torso widths.
+        activation: torso activation.
+        preprocess_fn: applied to observations first.
+    """
+
+    action_dim: int
+    hidden_sizes: Sequence[int] = (400, 300)
+    activation: str = "relu"
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> jax.Array:
+        x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
+        return nn.Dense(self.action_dim)(MLP(self.hidden_sizes, self.activation)(x))
+
+
+class CategoricalActor(nn.Module):
+    """``o -> logits [B, K]`` of a categorical policy over ``K`` discrete actions.
+
+    Attributes:
+        n_actions: number of actions ``K``.
+        hidden_sizes: torso widths.
+        activation: torso activation.
+        preprocess_fn: applied to observations first.
+    """
+
+    n_actions: int
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: str = "relu"
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> jax.Array:
+        x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
+        return nn.Dense(self.n_actions)(MLP(self.hidden_sizes, self.activation)(x))
+
+
+__all__ = ["CategoricalActor", "DeterministicActor", "GaussianActor", "LOG_STD_MAX", "LOG_STD_MIN"]

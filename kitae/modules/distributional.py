@@ -1,0 +1,291 @@
+"""Distributional Q-networks for discrete actions: C51, QR-DQN and IQN heads on an MLP torso.
+
+All three put the action axis before the distribution axis: C51 logits are ``[B, A, n_atoms]``,
+QR-DQN and IQN quantile values ``[B, A, N]``. Q-values are
+:func:`kitae.distributional.categorical_q_values` for C51 and the mean over the last axis for
+the quantile networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import chex
+import flax.linen as nn
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+
+from kitae.modules.modules import MLP, get_activation
+
+
+class ActionDistributionHead(nn.Module):
+    """Maps features ``[B, F]`` to ``[B, A, n_outputs]``, optionally with a dueling split.
+
+    The dueling form is ``V(x) + A(x, a) - mean_a A(x, a)`` applied to each of the ``n_outputs``
+    (atom logits or quantile values), as in "Rainbow: Combining Improvements in Deep
+    Reinforcement Learning", Hessel et al., 2018.
+
+    Attributes:
+        n_actions: number of discrete actions ``A``.
+        n_outputs: outputs per action (atoms or quantiles).
+        dueling: use the dueling split (layers ``value`` and ``advantage``; else ``output``).
+    """
+
+    n_actions: int
+    n_outputs: int
+    dueling: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        shape = (x.shape[0], self.n_actions, self.n_outputs)
+        if not self.dueling:
+            return nn.Dense(self.n_actions * self.n_outputs, name="output")(x).reshape(shape)
+        value = nn.Dense(self.n_outputs, name="value")(x)[:, None, :]
+        advantages = nn.Dense(self.n_actions * self.n_outputs, name="advantage")(x).reshape(shape)
+        return value + advantages - advantages.mean(axis=1, keepdims=True)
+
+
+class CategoricalQValue(nn.Module):
+    """C51 network: logits of ``Z(o, a)`` on a fixed support of ``n_atoms`` atoms.
+
+    See "A Distributional Perspective on Reinforcement Learning", Bellemare et al., 2017.
+
+    Attributes:
+        n_actions: number of discrete actions ``A``.
+        n_atoms: size of the support.
+        hidden_sizes: torso widths.
+        activation: torso activation.
+        dueling: dueling head (see :class:`ActionDistributionHead`).
+        preprocess_fn: applied to observations before the torso.
+    """
+
+    n_actions: int
+    n_atoms: int = 51
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "relu"
+    dueling: bool = False
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> jax.Array:
+        """Args: observations ``[B, ...]``. Returns: logits ``[B, A, n_atoms]``."""
+        x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
+        x = MLP(self.hidden_sizes, self.activation)(x)
+        return ActionDistributionHead(self.n_actions, self.n_atoms, self.dueling, name="head")(x)
+
+
+class QuantileQValue(nn.Module):
+    """QR-DQN network: ``N`` quantile values of ``Z(o, a)`` at the fixed midpoints.
+
+    See "Distributional Reinforcement Learning with Quantile Regression", Dabney et al., 2018.
+
+    Attributes:
+        n_actions: number of discrete actions ``A``.
+        n_quantiles: number of quantiles ``N``.
+        hidden_sizes: torso widths.
+        activation: torso activation.
+        dueling: dueling head (see :class:`ActionDistributionHead`).
+        preprocess_fn: applied to observations before the torso.
+    """
+
+    n_actions: int
+    n_quantiles: int = 200
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "relu"
+    dueling: bool = False
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+
+    @nn.compact
+    def __call__(self, observations: jax.Array) -> jax.Array:
+        """Args: observations ``[B, ...]``. Returns: quantile values ``[B, A, N]``."""
+        x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
+        x = MLP(self.hidden_sizes, self.activation)(x)
+        head = ActionDistributionHead(self.n_actions, self.n_quantiles, self.dueling, name="head")
+        return head(x)
+
+
+def cosine_features(taus: jax.Array, n_cosines: int = 64) -> jax.Array:
+    """The IQN basis ``cos(pi * i * tau)`` for ``i = 1..n_cosines``.
+
+    Indices start at 1 as in Dopamine's implicit quantile network (the paper's Eq. 4 starts at
+    0, whose feature is the constant 1, redundant with the bias). See "Implicit Quantile Networks
+    for Distributional Reinforcement Learning", Dabney et al., 2018.
+
+    Args:
+        taus: quantile levels ``[...]``.
+        n_cosines: number of basis functions.
+
+    Returns:
+        ``[..., n_cosines]`` float32 features.
+    """
+    i = jnp.arange(1, n_cosines + 1, dtype=jnp.float32)
+    return jnp.cos(jnp.pi * i * taus.astype(jnp.float32)[..., None])
+
+
+class CosineEmbedding(nn.Module):
+    """IQN quantile embedding ``phi_j(tau) = ReLU(sum_{i=1}^{n} cos(pi i tau) w_ij + b_j)``.
+
+    See "Implicit Quantile Networks for Distributional Reinforcement Learning", Dabney et al.,
+    2018 (Eq. 4).
+
+    Attributes:
+        features: embedding size (the state embedding's size, for the Hadamard product).
+        n_cosines: number of cosine basis functions.
+    """
+
+    features: int
+    n_cosines: int = 64
+
+    @nn.compact
+    def __call__(self, taus: jax.Array) -> jax.Array:
+        """Args: taus ``[...]``. Returns: ``[..., features]``."""
+        return nn.relu(nn.Dense(self.features)(cosine_features(taus, self.n_cosines)))
+
+
+class ImplicitQuantileQValue(nn.Module):
+    """IQN network: quantile values ``Z_tau(o, a)`` at caller-sampled quantile levels ``tau``.
+
+    The MLP torso gives the state embedding ``psi(o)`` ``[B, d]``; the :class:`CosineEmbedding`
+    gives ``phi(tau)`` ``[B, N, d]``; their Hadamard product goes through ``head_hidden_sizes``
+    and the output layer. The parameters do not depend on ``N``.
+    See "Implicit Quantile Networks for Distributional Reinforcement Learning", Dabney et al.,
+    2018.
+
+    Attributes:
+        n_actions: number of discrete actions ``A``.
+        hidden_sizes: torso widths (the last one is ``d``).
+        activation: torso and head activation.
+        n_cosines: cosine basis functions of the quantile embedding.
+        head_hidden_sizes: hidden layers after the Hadamard product.
+        dueling: dueling head (see :class:`ActionDistributionHead`).
+        preprocess_fn: applied to observations before the torso.
+    """
+
+    n_actions: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "relu"
+    n_cosines: int = 64
+    head_hidden_sizes: Sequence[int] = (64,)
+    dueling: bool = False
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+
+    @nn.compact
+    def __call__(self, observations: jax.Array, taus: jax.Array) -> jax.Array:
+        """Quantile values at ``taus``.
+
+        Args:
+            observations: ``[B, ...]``.
+            taus: ``[B, N]`` quantile levels in ``[0, 1]``, one set per observation.
+
+        Returns:
+            Quantile values ``[B, A, N]``; entry ``[b, a, n]`` is at level ``taus[b, n]``.
+        """
+        chex.assert_rank(taus, 2)
+        chex.assert_axis_dimension(taus, 0, observations.shape[0])
+        batch_size, n_taus = taus.shape
+        x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
+        psi = MLP(self.hidden_sizes, self.activation)(x)  # [B, d]
+        phi = CosineEmbedding(psi.shape[-1], self.n_cosines)(taus)  # [B, N, d]
+        x = (psi[:, None, :] * phi).reshape(batch_size * n_taus, psi.shape[-1])
+        x = MLP(self.head_hidden_sizes, self.activation)(x)
+        x = ActionDistributionHead(self.n_actions, 1, self.dueling, name="head")(x)
+        return x.reshape(batch_size, n_taus, self.n_actions).transpose(0, 2, 1)
+
+
+def _discrete_actions(action_space: gym.Space, network: str) -> int:
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise ValueError(
+            f"env_cfg.action_space={action_space} is not supported by a {network} network: it "
+            "needs a gymnasium.spaces.Discrete action space."
+        )
+    return int(action_space.n)
+
+
+def _check_at_least(name: str, value: int, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= {minimum}.")
+
+
+def categorical_qvalue_factory(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    n_atoms: int = 51,
+    hidden_sizes: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    dueling: bool = False,
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+) -> CategoricalQValue:
+    """Builds a :class:`CategoricalQValue` (C51) for a discrete ``action_space``.
+
+    Raises:
+        ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``, ``n_atoms < 2`` or
+            ``activation`` is unknown.
+    """
+    n_actions = _discrete_actions(action_space, "C51")
+    _check_at_least("n_atoms", n_atoms, 2)
+    get_activation(activation)
+    del observation_space  # the torso flattens any observation shape
+    return CategoricalQValue(
+        n_actions, n_atoms, tuple(hidden_sizes), activation, dueling, preprocess_fn
+    )
+
+
+def quantile_qvalue_factory(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    n_quantiles: int = 200,
+    hidden_sizes: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    dueling: bool = False,
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+) -> QuantileQValue:
+    """Builds a :class:`QuantileQValue` (QR-DQN) for a discrete ``action_space``.
+
+    Raises:
+        ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``,
+            ``n_quantiles < 1`` or ``activation`` is unknown.
+    """
+    n_actions = _discrete_actions(action_space, "QR-DQN")
+    _check_at_least("n_quantiles", n_quantiles, 1)
+    get_activation(activation)
+    del observation_space  # the torso flattens any observation shape
+    return QuantileQValue(
+        n_actions, n_quantiles, tuple(hidden_sizes), activation, dueling, preprocess_fn
+    )
+
+
+def implicit_quantile_qvalue_factory(
+    observation_space: gym.Space,
+    action_space: gym.Space,
+    *,
+    hidden_sizes: Sequence[int] = (64, 64),
+    activation: str = "relu",
+    n_cosines: int = 64,
+    head_hidden_sizes: Sequence[int] = (64,),
+    dueling: bool = False,
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+) -> ImplicitQuantileQValue:
+    """Builds an :class:`ImplicitQuantileQValue` (IQN) for a discrete ``action_space``.
+
+    Initialise it with ``init_params(key, module, [observation_space.shape, (n_taus,)])``.
+
+    Raises:
+        ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``, ``n_cosines < 1``
+            or ``activation`` is unknown.
+    """
+    n_actions = _discrete_actions(action_space, "IQN")
+    _check_at_least("n_cosines", n_cosines, 1)
+    get_activation(activation)
+    del observation_space  # the torso flattens any observation shape
+    return ImplicitQuantileQValue(
+        n_actions,
+        tuple(hidden_sizes),
+        activation,
+        n_cosines,
+        tuple(head_hidden_sizes),
+        dueling,
+        preprocess_fn,
+    )

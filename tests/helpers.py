@@ -1,0 +1,53 @@
+"""Helpers shared by the test modules: small configs and pytree comparisons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import numpy as np
+
+from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig
+
+TRACE_EVENT = "/jax/core/compile/jaxpr_trace_duration"
+"""The JAX monitoring event recorded once per trace (see the ``trace_counter`` fixture)."""
+
+
+def small_config(
+    params_type: type,
+    env: Any,
+    *,
+    params: dict[str, Any],
+    update: dict[str, Any],
+    seed: int = 0,
+    n_env_steps: int = 1_000,
+) -> AlgoConfig:
+    """An :class:`AlgoConfig` for ``env`` with every params and update field given explicitly
+    (tests must not depend on the agents' defaults)."""
+    return AlgoConfig(
+        seed=seed,
+        algo_params=params_type(**params),
+        update_cfg=UpdateConfig(**update),
+        train_cfg=TrainConfig(n_env_steps=n_env_steps, progress_bar=False),
+        env_cfg=EnvConfig.from_env(env),
+    )
+
+
+def leaves(tree: Any) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree.leaves(tree)]
+
+
+def assert_trees_equal(a: Any, b: Any) -> None:
+    la, lb = leaves(a), leaves(b)
+    assert len(la) == len(lb) and la
+    for x, y in zip(la, lb, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def trees_equal(a: Any, b: Any) -> bool:
+    return all(np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b), strict=True))
+
+
+def trees_all_differ(a: Any, b: Any) -> bool:
+    """Every leaf of ``a`` differs from the matching leaf of ``b`` somewhere."""
+    return all(not np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b), strict=True))
