@@ -443,7 +443,8 @@ class BaseAgent(IAgent):
         """Trains for ``n_env_steps`` transitions (default ``config.train_cfg.n_env_steps``).
 
         Calling ``train`` again with the same env continues its running episodes; another env
-        is reset (with ``config.seed`` the first time).
+        is reset (with ``config.seed`` the first time). With ``train_cfg.save_frequency``,
+        checkpoints are written along the way and at the end (see :mod:`kitae.checkpoint`).
 
         Args:
             env: a gymnasium vector env with same-step autoreset (see
@@ -480,6 +481,9 @@ class BaseAgent(IAgent):
                 )
 
             return train_agent_compiled(self, env, n_env_steps, progress_bar=progress_bar)
+        from kitae.checkpoint import checkpoint_interval
+
+        save_every = checkpoint_interval(self)
         source = env
         continuing = source is self._env_source and self._observation is not None
         env = self._env if continuing else as_vector_env(env)
@@ -513,6 +517,7 @@ class BaseAgent(IAgent):
         bar = tqdm(total=n_vector_steps * n_envs, unit="step", disable=not show, mininterval=0.5)
         start_updates, start = self.n_updates, time.perf_counter()
         last_callback = self.env_steps // callback_every
+        last_save, saved_at = (self.env_steps // save_every if save_every else 0), None
         last_time, last_steps = start, self.env_steps
         for i in range(1, n_vector_steps + 1):
             actions, log_probs = self.explore(obs)
@@ -539,6 +544,9 @@ class BaseAgent(IAgent):
             if callback is not None and self.env_steps // callback_every > last_callback:
                 last_callback = self.env_steps // callback_every
                 callback(self)
+            if save_every and self.env_steps // save_every > last_save:
+                last_save, saved_at = self.env_steps // save_every, self.env_steps
+                self.save()
             if i % log_every == 0 and self.last_info:
                 self.logger.log("train", self.env_steps, self.last_info)
             if i % refresh == 0 or i == n_vector_steps:
@@ -551,6 +559,8 @@ class BaseAgent(IAgent):
                 )
         bar.close()
         self._env_source, self._env, self._observation = source, env, obs
+        if save_every and saved_at != self.env_steps:
+            self.save()
         self.logger.close()
         return {
             "env_steps": self.env_steps,
@@ -574,6 +584,65 @@ class BaseAgent(IAgent):
 
     def _zero_update_message(self, n_env_steps: int) -> str:
         return f"train(n_env_steps={n_env_steps}) would perform zero updates."
+
+    # ---- checkpoints (see kitae.checkpoint) ------------------------------------------------
+    def save(
+        self,
+        path: str | Path | None = None,
+        *,
+        include_buffer: bool | None = None,
+        keep: int | None = None,
+    ) -> Path:
+        """Writes a checkpoint of the complete training state to
+        ``<path>/checkpoints/step_<env_steps>/``.
+
+        Args:
+            path: the run directory (default: this agent's, ``<run_dir>/<run_name>``).
+            include_buffer: include the replay buffer (default ``train_cfg.save_buffer``).
+            keep: keep only this many most recent checkpoints (default
+                ``train_cfg.keep_checkpoints``).
+
+        Returns:
+            The checkpoint directory.
+        """
+        from kitae.checkpoint import save_agent
+
+        return save_agent(self, path, include_buffer=include_buffer, keep=keep)
+
+    def restore(self, path: str | Path) -> Path:
+        """Loads a checkpoint (a run directory's latest, or a checkpoint directory) into this
+        agent, built with the same config; see :func:`kitae.checkpoint.restore_agent`.
+
+        Returns:
+            The checkpoint directory loaded.
+        """
+        from kitae.checkpoint import restore_agent
+
+        return restore_agent(self, path)
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, **kwargs: Any) -> BaseAgent:
+        """Rebuilds the agent of a run directory from its latest checkpoint (config included) to
+        continue training; see :func:`kitae.checkpoint.resume_agent`.
+
+        Args:
+            run_dir: the run directory, ``<run_dir>/<run_name>``.
+            **kwargs: extra constructor arguments (e.g. ``preprocess_fn``).
+
+        Returns:
+            The agent.
+        """
+        from kitae.checkpoint import resume_agent
+
+        return resume_agent(cls, run_dir, **kwargs)
+
+    @classmethod
+    def load_for_inference(cls, path: str | Path, **kwargs: Any) -> BaseAgent:
+        """An agent with a checkpoint's parameters, for acting (no optimizer state, no buffer);
+        see :func:`kitae.checkpoint.load_for_inference`."""
+        from kitae.checkpoint import load_for_inference
+
+        return load_for_inference(cls, path, **kwargs)
 
     # ---- evaluation helpers ---------------------------------------------------------------
     @property

@@ -177,8 +177,14 @@ class CompiledTrain:
         u, n_envs = config.update_cfg, config.env_cfg.n_envs
         self.n_envs = n_envs
         if algo_type == "off_policy":
+            # Prioritized replay anneals beta over the configured run (as the learning rate is),
+            # so that a run split into several calls anneals as one.
             run_updates = off_policy_update_count(
-                n_env_steps, n_envs, skip_steps, start_step, off_policy_min_transitions(config)
+                config.train_cfg.n_env_steps,
+                n_envs,
+                skip_steps,
+                start_step,
+                off_policy_min_transitions(config),
             )
             self.buffer = replay_buffer_from_config(config, run_updates)
             self.update_fn = make_off_policy_update(
@@ -638,6 +644,10 @@ def train_agent_compiled(
     It executes in chunks of ``log_interval`` transitions (one
     compiled call each, the carry donated so the replay buffer is updated in place), shows a
     progress bar between chunks, and logs each chunk's :class:`Metrics` to ``agent.logger``.
+    With ``train_cfg.save_frequency``, it saves a checkpoint (the whole carry included) after
+    each chunk that reaches a multiple of it, and at the end. After ``agent.restore`` (or
+    ``Agent.resume``), the first call continues the checkpoint's envs, episodes and buffer on
+    ``env``, which must be the same kind of env.
 
     Returns:
         ``env_steps``, ``n_updates``, ``episodes``, ``compile_s`` and ``train_s``.
@@ -646,10 +656,17 @@ def train_agent_compiled(
 
     from tqdm.auto import tqdm
 
+    from kitae.checkpoint import checkpoint_interval, restore_runner, save_agent
+
+    save_every = checkpoint_interval(agent)
     trainer = make_agent_train(
         agent, env, n_env_steps, log_interval=log_interval, initial_env_steps=agent.env_steps
     )
     cache = agent.__dict__.setdefault("_compiled_cache", {})
+    restored = agent.__dict__.pop("_restored_runner", None)
+    if restored is not None:  # the carry of a checkpoint continues on this env
+        cache.clear()
+        cache["env"], cache["runner"] = env, restore_runner(trainer, agent, restored)
     if cache.get("env") is env and cache.get("runner") is not None:
         # Continue the previous call: same envs, episodes and replay buffer.
         # (a copy: the carry is donated, the caller's state must stay valid)
@@ -669,6 +686,7 @@ def train_agent_compiled(
     steps_per_chunk = trainer.chunk_iterations * trainer.steps_per_iteration
     bar = tqdm(total=trainer.n_chunks * steps_per_chunk, unit="step", disable=not show)
     episodes = updates = 0
+    last_save, saved_at = (agent.env_steps // save_every if save_every else 0), None
     start = time.perf_counter()
     for _ in range(trainer.n_chunks):
         runner, metrics = run_chunk(runner)
@@ -685,6 +703,9 @@ def train_agent_compiled(
         agent.logger.log("train", step, logged)
         bar.update(steps_per_chunk)
         bar.set_postfix(ret=f"{float(row.episode_return):.1f}", refresh=False)
+        if save_every and step // save_every > last_save:
+            last_save, saved_at = step // save_every, step
+            save_agent(agent, runner=runner, n_updates=agent.n_updates + updates)
     bar.close()
     train_s = time.perf_counter() - start
     agent.state = runner.agent_state
@@ -693,6 +714,8 @@ def train_agent_compiled(
     agent.n_updates += updates
     cache["env"], cache["runner"] = env, runner
     agent.logger.flush()
+    if save_every and saved_at != agent.env_steps:
+        agent.save()
     return {
         "env_steps": agent.env_steps,
         "n_updates": updates,

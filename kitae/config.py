@@ -13,11 +13,13 @@ environment transitions summed over the vectorized envs, as in Stable-Baselines3
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 
 @dataclass
@@ -61,15 +63,22 @@ class TrainConfig:
 
     Attributes:
         n_env_steps: environment transitions to collect (summed over envs).
-        save_frequency: checkpoint every this many transitions; ``-1`` disables.
+        save_frequency: write a checkpoint into the run directory each time the transition
+            counter reaches a multiple of this (checked after every vector step of the gymnasium
+            loop, after every chunk of the compiled loop), and at the end of ``train``; ``-1``
+            disables. Needs the agent's ``run_dir``. See :mod:`kitae.checkpoint`.
         progress_bar: show a progress bar with steps/s and the recent episode return.
         log_frequency: transitions between two log records (console/CSV) of losses.
+        save_buffer: checkpoints include the replay buffer (needed to resume exactly).
+        keep_checkpoints: keep only this many most recent checkpoints; ``None`` keeps all.
     """
 
     n_env_steps: int = 100_000
     save_frequency: int = -1
     progress_bar: bool = True
     log_frequency: int = 10_000
+    save_buffer: bool = True
+    keep_checkpoints: int | None = None
 
 
 @dataclass
@@ -191,6 +200,10 @@ def validate_config(config: AlgoConfig) -> None:
     if t.save_frequency != -1:
         _check_int("train_cfg.save_frequency (use -1 to disable)", t.save_frequency, 1)
     _check_int("train_cfg.log_frequency", t.log_frequency, 1)
+    if not isinstance(t.save_buffer, bool):
+        _fail("train_cfg.save_buffer", t.save_buffer, "it must be True or False.")
+    if t.keep_checkpoints is not None:
+        _check_int("train_cfg.keep_checkpoints (use None to keep all)", t.keep_checkpoints, 1)
 
     e = config.env_cfg
     _check_int("env_cfg.n_envs", e.n_envs, 1)
@@ -222,3 +235,267 @@ def validate_config(config: AlgoConfig) -> None:
             _fail(f"algo_params.{name}", value, "it must be a number >= 0.")
     if hasattr(p, "validate"):
         p.validate(config)
+
+
+# ---- a faithful JSON form of configs (checkpoints) -----------------------------------------------
+
+_TAG = "__kitae__"
+"""Key marking the JSON objects that encode something other than a plain dict."""
+
+
+def class_path(cls: type) -> str:
+    """``"module:qualname"`` of a class, as configs and checkpoints name classes."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def import_class(path: str) -> type:
+    """The class named ``"module:qualname"`` (see :func:`class_path`).
+
+    Raises:
+        ValueError: if the module or the class cannot be found.
+    """
+    module_name, _, qualname = path.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as error:
+        raise ValueError(f"cannot import the class {path!r}: {error}") from error
+    if not isinstance(obj, type):
+        raise ValueError(f"{path!r} names a {type(obj).__name__}, not a class.")
+    return obj
+
+
+def _array_to_json(x: Any) -> dict[str, Any]:
+    x = np.asarray(x)
+    out: dict[str, Any] = {_TAG: "ndarray", "dtype": x.dtype.name, "shape": list(x.shape)}
+    flat = x.reshape(-1)
+    if flat.size and bool(np.all(flat == flat[0])):
+        out["fill"] = flat[0].item()
+    else:
+        out["data"] = flat.tolist()
+    return out
+
+
+def _array_from_json(data: dict[str, Any]) -> np.ndarray:
+    dtype, shape = np.dtype(data["dtype"]), tuple(data["shape"])
+    if "fill" in data:
+        return np.full(shape, data["fill"], dtype)
+    return np.asarray(data["data"], dtype).reshape(shape)
+
+
+def _space_to_json(space: gym.Space) -> dict[str, Any] | None:
+    spaces = gym.spaces
+    if isinstance(space, spaces.Box):
+        return {
+            _TAG: "Box",
+            "low": _array_to_json(space.low),
+            "high": _array_to_json(space.high),
+            "shape": list(space.shape),
+            "dtype": space.dtype.name,
+        }
+    if isinstance(space, spaces.Discrete):
+        return {
+            _TAG: "Discrete",
+            "n": int(space.n),
+            "start": int(space.start),
+            "dtype": space.dtype.name,
+        }
+    if isinstance(space, spaces.MultiDiscrete):
+        return {
+            _TAG: "MultiDiscrete",
+            "nvec": _array_to_json(space.nvec),
+            "start": _array_to_json(space.start),
+            "dtype": space.dtype.name,
+        }
+    if isinstance(space, spaces.MultiBinary):
+        return {_TAG: "MultiBinary", "n": np.asarray(space.n).tolist()}
+    if isinstance(space, spaces.Tuple):
+        return {_TAG: "Tuple", "spaces": [_to_json(s) for s in space.spaces]}
+    if isinstance(space, spaces.Dict):
+        return {_TAG: "Dict", "spaces": [[k, _to_json(s)] for k, s in space.spaces.items()]}
+    return None
+
+
+def _space_from_json(kind: str, data: dict[str, Any], path: str) -> gym.Space:
+    spaces = gym.spaces
+    if kind == "Box":
+        return spaces.Box(
+            _array_from_json(data["low"]),
+            _array_from_json(data["high"]),
+            tuple(data["shape"]),
+            np.dtype(data["dtype"]),
+        )
+    if kind == "Discrete":
+        return spaces.Discrete(data["n"], start=data["start"], dtype=np.dtype(data["dtype"]))
+    if kind == "MultiDiscrete":
+        return spaces.MultiDiscrete(
+            _array_from_json(data["nvec"]),
+            dtype=np.dtype(data["dtype"]),
+            start=_array_from_json(data["start"]),
+        )
+    if kind == "MultiBinary":
+        return spaces.MultiBinary(data["n"])
+    if kind == "Tuple":
+        return spaces.Tuple([_from_json(s, f"{path}[{i}]") for i, s in enumerate(data["spaces"])])
+    return spaces.Dict({k: _from_json(s, f"{path}.{k}") for k, s in data["spaces"]})
+
+
+def _to_json(obj: Any) -> Any:
+    if obj is None or isinstance(obj, (bool, int, float, str)) and not isinstance(obj, np.generic):
+        return obj
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        fields = {f.name: _to_json(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+        return {_TAG: "dataclass", "class": class_path(type(obj)), "fields": fields}
+    if isinstance(obj, gym.Space):
+        encoded = _space_to_json(obj)
+        if encoded is not None:
+            return encoded
+    elif type(obj) is tuple:
+        return {_TAG: "tuple", "items": [_to_json(x) for x in obj]}
+    elif type(obj) is list:
+        return [_to_json(x) for x in obj]
+    elif type(obj) is dict:
+        if all(isinstance(k, str) for k in obj) and _TAG not in obj:
+            return {k: _to_json(v) for k, v in obj.items()}
+        return {_TAG: "dict", "items": [[_to_json(k), _to_json(v)] for k, v in obj.items()]}
+    elif isinstance(obj, np.generic):
+        return {_TAG: "scalar", "dtype": obj.dtype.name, "value": obj.item()}
+    elif isinstance(obj, np.ndarray) or (hasattr(obj, "__array__") and hasattr(obj, "dtype")):
+        return _array_to_json(obj)
+    return {_TAG: "repr", "class": class_path(type(obj)), "repr": repr(obj)}
+
+
+def _from_json(data: Any, path: str) -> Any:
+    if isinstance(data, list):
+        return [_from_json(x, f"{path}[{i}]") for i, x in enumerate(data)]
+    if not isinstance(data, dict):
+        return data
+    kind = data.get(_TAG)
+    if kind is None:
+        return {k: _from_json(v, f"{path}.{k}" if path else k) for k, v in data.items()}
+    if kind == "dataclass":
+        cls = import_class(data["class"])
+        if not dataclasses.is_dataclass(cls):
+            raise ValueError(f"{path or 'config'}: {data['class']} is not a dataclass.")
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(data["fields"]) - names)
+        if unknown:
+            raise ValueError(
+                f"{path or 'config'}: the saved {data['class']} has fields {unknown} that the "
+                "class no longer defines."
+            )
+        return cls(
+            **{k: _from_json(v, f"{path}.{k}" if path else k) for k, v in data["fields"].items()}
+        )
+    if kind == "tuple":
+        return tuple(_from_json(x, f"{path}[{i}]") for i, x in enumerate(data["items"]))
+    if kind == "dict":
+        return {_from_json(k, path): _from_json(v, f"{path}[{k!r}]") for k, v in data["items"]}
+    if kind == "scalar":
+        return np.dtype(data["dtype"]).type(data["value"])
+    if kind == "ndarray":
+        return _array_from_json(data)
+    if kind in ("Box", "Discrete", "MultiDiscrete", "MultiBinary", "Tuple", "Dict"):
+        return _space_from_json(kind, data, path)
+    if kind == "repr":
+        raise ValueError(
+            f"config field {path} was saved as the text {data['repr']!r} (a {data['class']}, "
+            "which has no JSON form): rebuild the agent with its config and call "
+            "agent.restore(checkpoint) instead."
+        )
+    raise ValueError(f"config field {path}: unknown encoding {kind!r}.")
+
+
+def config_to_json(config: AlgoConfig) -> dict[str, Any]:
+    """A JSON-compatible form of ``config`` that :func:`config_from_json` loads back equal.
+
+    Dataclasses keep their class (``"module:qualname"``), tuples stay tuples, numpy values keep
+    their dtype, and gymnasium ``Box``, ``Discrete``, ``MultiDiscrete``, ``MultiBinary``,
+    ``Tuple`` and ``Dict`` spaces keep their bounds, shape and dtype. Any other value is stored as
+    its ``repr`` (readable, but not loadable).
+
+    Args:
+        config: the config.
+
+    Returns:
+        Nested dicts, lists, strings, numbers, booleans and ``None``.
+    """
+    return _to_json(config)
+
+
+def config_from_json(data: dict[str, Any]) -> AlgoConfig:
+    """Rebuilds the config written by :func:`config_to_json` (classes are imported by name).
+
+    Args:
+        data: the JSON form.
+
+    Returns:
+        The config.
+
+    Raises:
+        ValueError: if a class cannot be imported, a field no longer exists, or a value was
+            stored as text only.
+    """
+    config = _from_json(data, "")
+    if not isinstance(config, AlgoConfig):
+        raise ValueError(f"the saved config is a {type(config).__name__}, not an AlgoConfig.")
+    return config
+
+
+def _render(data: Any, path: str) -> str:
+    try:
+        text = repr(_from_json(data, path))
+    except (ValueError, TypeError, KeyError):
+        text = repr(data)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _differences(a: Any, b: Any, path: str) -> list[tuple[str, str, str]]:
+    name = path or "config"
+    if isinstance(a, dict) and isinstance(b, dict):
+        kind_a, kind_b = a.get(_TAG), b.get(_TAG)
+        if kind_a == kind_b == "dataclass":
+            if a["class"] != b["class"]:
+                return [(name, a["class"], b["class"])]
+            fields_a, fields_b = a["fields"], b["fields"]
+            out = []
+            for key in list(fields_a) + [k for k in fields_b if k not in fields_a]:
+                sub = f"{path}.{key}" if path else key
+                if key not in fields_a or key not in fields_b:
+                    out.append(
+                        (sub, _render(fields_a.get(key), sub), _render(fields_b.get(key), sub))
+                    )
+                else:
+                    out.extend(_differences(fields_a[key], fields_b[key], sub))
+            return out
+        if kind_a == kind_b == "repr":
+            return [] if a["class"] == b["class"] else [(name, a["class"], b["class"])]
+        if kind_a is None and kind_b is None:
+            out = []
+            for key in list(a) + [k for k in b if k not in a]:
+                sub = f"{path}.{key}" if path else key
+                if key not in a or key not in b:
+                    out.append((sub, _render(a.get(key), sub), _render(b.get(key), sub)))
+                else:
+                    out.extend(_differences(a[key], b[key], sub))
+            return out
+    if a == b:
+        return []
+    return [(name, _render(a, name), _render(b, name))]
+
+
+def config_differences(
+    saved: dict[str, Any], current: dict[str, Any]
+) -> list[tuple[str, str, str]]:
+    """Where two configs in their JSON form (:func:`config_to_json`) differ.
+
+    Args:
+        saved: one config's JSON form (e.g. a checkpoint's).
+        current: the other's.
+
+    Returns:
+        ``(field, saved value, current value)`` per differing field, e.g.
+        ``("algo_params.hidden_sizes", "(64, 64)", "(32, 32)")``; values are short reprs.
+    """
+    return _differences(saved, current, "")

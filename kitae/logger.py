@@ -13,14 +13,18 @@ class Logger:
 
     Rows are kept in :attr:`history` and, when ``run_dir`` is set, appended to
     ``run_dir/<stream>.jsonl``. Nothing touches the disk without a ``run_dir``.
+
+    Args:
+        run_dir: the run directory; it must be new or empty unless ``resume``.
+        resume: append to the files of an existing run directory (a resumed run).
     """
 
-    def __init__(self, run_dir: str | Path | None = None):
+    def __init__(self, run_dir: str | Path | None = None, *, resume: bool = False):
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.history: dict[str, list[dict[str, Any]]] = {}
         self._files: dict[str, Any] = {}
         if self.run_dir is not None:
-            if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            if not resume and self.run_dir.exists() and any(self.run_dir.iterdir()):
                 raise FileExistsError(
                     f"run directory {self.run_dir} already holds a run; choose another run_name "
                     "or run_dir, or delete it."

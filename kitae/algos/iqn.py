@@ -27,9 +27,9 @@ from kitae.algos.dqn import (
     q_learning_update_step,
     q_network_train_state,
 )
-from kitae.algos.qrdqn import QUANTILE_UPDATE_CFG, QuantileBatch
+from kitae.algos.qrdqn import QuantileBatch, quantile_batch
 from kitae.buffer import Experience
-from kitae.config import AlgoConfig, check_int_param
+from kitae.config import AlgoConfig, UpdateConfig, check_int_param
 from kitae.distributional import quantile_td_loss
 from kitae.modules.distributional import implicit_quantile_qvalue_factory
 from kitae.modules.train_state import TrainState
@@ -42,9 +42,9 @@ class IQNParams(QLearningParams):
 
     Defaults: Dopamine's IQN (``N = N' = 64``, ``K = 32``, ``kappa = 1``, 64 cosines, hard
     target updates, here every 100 gradient steps) with kitae's DQN CartPole-v1 exploration
-    schedule and :data:`~kitae.algos.qrdqn.QUANTILE_UPDATE_CFG` (one gradient step of 64 every 4
-    transitions: an IQN gradient step evaluates ``N + N' + K`` quantile levels per sample, so it
-    costs as much as many DQN steps on the same torso).
+    schedule; ``IQN.default_update_cfg`` takes one gradient step of 64 every 4 transitions at a
+    constant learning rate of 5e-4 (an IQN gradient step evaluates ``N + N' + K`` quantile levels
+    per sample, so it costs as much as many DQN steps on the same torso).
 
     Attributes:
         n_tau_samples: ``N``, quantile levels sampled for the online distribution.
@@ -136,15 +136,7 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
         batch_size = next_actions.shape[0]
         taus = jax.random.uniform(k_target, (batch_size, p.n_tau_prime_samples))
         quantiles = state.apply_fn(state.target_params, t.next_observation, taus)
-        selected = quantiles[jnp.arange(batch_size), next_actions]
-        return QuantileBatch(
-            t.observation,
-            t.action,
-            t.reward,
-            t.discount,
-            jax.lax.stop_gradient(selected),
-            jnp.ones_like(t.reward),
-        )
+        return quantile_batch(t, quantiles, next_actions)
 
     return process_experience_fn
 
@@ -178,7 +170,14 @@ class IQN(DQN):
     to explore, greedy on them to act."""
 
     params_type = IQNParams
-    default_update_cfg = QUANTILE_UPDATE_CFG
+    default_update_cfg = UpdateConfig(
+        learning_rate=5e-4,
+        learning_rate_annealing=False,
+        max_grad_norm=10.0,
+        max_buffer_size=50_000,
+        batch_size=64,
+        n_epochs=1,
+    )
     factories = (
         train_state_iqn_factory,
         explore_factory,

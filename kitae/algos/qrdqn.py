@@ -15,6 +15,7 @@ import jax.numpy as jnp
 
 from kitae.algos.dqn import (
     DQN,
+    BootstrapTransition,
     QLearningParams,
     bootstrap_transition,
     build_q_network,
@@ -24,7 +25,7 @@ from kitae.algos.dqn import (
     select_bootstrap_actions,
 )
 from kitae.buffer import Experience
-from kitae.config import AlgoConfig, UpdateConfig, check_int_param
+from kitae.config import AlgoConfig, check_int_param
 from kitae.distributional import qr_dqn_td_loss
 from kitae.modules.distributional import quantile_qvalue_factory
 from kitae.modules.train_state import TrainState
@@ -37,16 +38,13 @@ class QRDQNParams(QLearningParams):
     ones).
 
     Defaults: 50 quantiles (the default of Stable-Baselines3-Contrib's QR-DQN) and ``kappa = 1``
-    (Dabney et al., 2018), hard target updates every 100 gradient steps, kitae's DQN CartPole-v1
-    exploration schedule, and :data:`QUANTILE_UPDATE_CFG`.
+    (Dabney et al., 2018), with kitae's DQN CartPole-v1 schedule and update settings.
 
     Attributes:
         n_quantiles: number of quantiles ``N`` (at the midpoints ``(2i + 1) / (2N)``).
         kappa: quantile Huber threshold.
     """
 
-    tau: float = 1.0
-    target_update_period: int = 100
     n_quantiles: int = 50
     kappa: float = 1.0
 
@@ -55,19 +53,6 @@ class QRDQNParams(QLearningParams):
         check_int_param(self, "n_quantiles", 1)
         if not self.kappa > 0:
             raise ValueError(f"algo_params.kappa={self.kappa!r} is invalid: it must be > 0.")
-
-
-QUANTILE_UPDATE_CFG = UpdateConfig(
-    learning_rate=5e-4,
-    learning_rate_annealing=False,
-    max_grad_norm=10.0,
-    max_buffer_size=50_000,
-    batch_size=64,
-    n_epochs=1,
-)
-"""Update settings of the quantile agents (QR-DQN, IQN) on CartPole-v1: one gradient step of 64
-every 4 transitions at a constant learning rate of 5e-4 (chosen on seed 0, see
-``benchmarks/README.md``)."""
 
 
 class QuantileBatch(NamedTuple):
@@ -88,6 +73,22 @@ class QuantileBatch(NamedTuple):
     discount: jax.Array
     target_quantiles: jax.Array
     weight: jax.Array
+
+
+def quantile_batch(
+    t: BootstrapTransition, quantiles_tp1: jax.Array, next_actions: jax.Array
+) -> QuantileBatch:
+    """The :class:`QuantileBatch` of reduced transitions ``t``, with the target quantiles
+    ``quantiles_tp1 [B, A, N']`` taken at ``next_actions [B]`` (gradients stopped)."""
+    selected = quantiles_tp1[jnp.arange(next_actions.shape[0]), next_actions]
+    return QuantileBatch(
+        t.observation,
+        t.action,
+        t.reward,
+        t.discount,
+        jax.lax.stop_gradient(selected),
+        jnp.ones_like(t.reward),
+    )
 
 
 def train_state_qrdqn_factory(
@@ -137,15 +138,7 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
         next_actions = select_bootstrap_actions(
             q_online, quantiles_target.mean(axis=-1), p.double_q
         )
-        selected = quantiles_target[jnp.arange(next_actions.shape[0]), next_actions]
-        return QuantileBatch(
-            t.observation,
-            t.action,
-            t.reward,
-            t.discount,
-            jax.lax.stop_gradient(selected),
-            jnp.ones_like(t.reward),
-        )
+        return quantile_batch(t, quantiles_target, next_actions)
 
     return process_experience_fn
 
@@ -177,7 +170,6 @@ class QRDQN(DQN):
     explore, greedy to act."""
 
     params_type = QRDQNParams
-    default_update_cfg = QUANTILE_UPDATE_CFG
     factories = (
         train_state_qrdqn_factory,
         explore_factory,
