@@ -49,7 +49,7 @@ from kitae.buffer import (
 )
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, validate_config
 from kitae.envs.jax_env import is_jax_env
-from kitae.logger import Logger
+from kitae.logger import Logger, learning_rate_metrics
 from kitae.modules.train_state import TrainState
 from kitae.schedules import (
     off_policy_min_transitions,
@@ -258,7 +258,10 @@ class BaseAgent(IAgent):
         self._env_source: Any = None
         self._env: Any = None
         self._observation: Any = None
-        self.logger = Logger(None if run_dir is None else Path(run_dir) / run_name)
+        self.logger = Logger(
+            None if run_dir is None else Path(run_dir) / run_name,
+            backends=config.train_cfg.loggers,
+        )
         self.logger.write_config(config_to_dict(config))
 
     @classmethod
@@ -519,6 +522,11 @@ class BaseAgent(IAgent):
         last_callback = self.env_steps // callback_every
         last_save, saved_at = (self.env_steps // save_every if save_every else 0), None
         last_time, last_steps = start, self.env_steps
+        log_time, log_steps = start, self.env_steps
+        eval_every = self.config.train_cfg.eval_frequency
+        if eval_every > 0:
+            self._check_eval_env()
+        last_eval = self.env_steps // eval_every if eval_every > 0 else 0
         for i in range(1, n_vector_steps + 1):
             actions, log_probs = self.explore(obs)
             actions = np.asarray(actions)
@@ -548,7 +556,13 @@ class BaseAgent(IAgent):
                 last_save, saved_at = self.env_steps // save_every, self.env_steps
                 self.save()
             if i % log_every == 0 and self.last_info:
-                self.logger.log("train", self.env_steps, self.last_info)
+                now = time.perf_counter()
+                sps = (self.env_steps - log_steps) / max(now - log_time, 1e-9)
+                log_time, log_steps = now, self.env_steps
+                self.logger.log("train", self.env_steps, self.train_metrics(sps))
+            if eval_every > 0 and self.env_steps // eval_every > last_eval:
+                last_eval = self.env_steps // eval_every
+                self.evaluate_periodically()
             if i % refresh == 0 or i == n_vector_steps:
                 now = time.perf_counter()
                 sps = (self.env_steps - last_steps) / max(now - last_time, 1e-9)
@@ -568,6 +582,57 @@ class BaseAgent(IAgent):
             "episodes": len(self.tracker.finished),
             "train_s": time.perf_counter() - start,
         }
+
+    def train_metrics(self, steps_per_second: float) -> dict[str, float]:
+        """One ``train`` row: the recent episodes' mean ``episode_return`` / ``episode_length``
+        (last 20), the last update's info (losses...), the base learning rate of every
+        TrainState, ``epsilon`` for agents with an ``exploration`` schedule, and
+        ``steps_per_second`` since the previous row."""
+        recent = self.tracker.finished[-self.tracker.recent_returns.maxlen :]
+        row: dict[str, float] = {
+            "episode_return": float(np.mean([r for r, _ in recent])) if recent else math.nan,
+            "episode_length": float(np.mean([n for _, n in recent])) if recent else math.nan,
+            **self.last_info,
+            **learning_rate_metrics(self.state),
+        }
+        exploration = getattr(self, "exploration", None)
+        if callable(exploration):
+            row["epsilon"] = float(exploration(self.env_steps))
+        row["steps_per_second"] = steps_per_second
+        return row
+
+    def _check_eval_env(self) -> None:
+        task = self.config.env_cfg.task_name
+        if task not in gym.registry:
+            raise ValueError(
+                f"train_cfg.eval_frequency={self.config.train_cfg.eval_frequency} evaluates on "
+                f"gymnasium.make(env_cfg.task_name), but env_cfg.task_name={task!r} is not a "
+                "registered gymnasium id; register it or set eval_frequency=-1."
+            )
+
+    def evaluate_periodically(self) -> np.ndarray:
+        """Evaluates the greedy policy on ``train_cfg.eval_episodes`` episodes of a separate
+        ``env_cfg.task_name`` env (episode ``i`` reset with seed ``config.seed + 10_000 + i``,
+        the same at every evaluation) and logs ``eval_return_mean`` / ``eval_return_std`` to the
+        ``eval`` stream. The interaction keys are preserved: training is unchanged.
+
+        Returns:
+            ``float64[eval_episodes]`` returns.
+        """
+        from kitae.evaluation import evaluate
+
+        returns = evaluate(
+            self,
+            self.config.env_cfg.task_name,
+            self.config.train_cfg.eval_episodes,
+            seed=self.config.seed + 10_000,
+        )
+        self.logger.log(
+            "eval",
+            self.env_steps,
+            {"eval_return_mean": returns.mean(), "eval_return_std": returns.std()},
+        )
+        return returns
 
     def on_env_reset(self) -> None:
         """Called when training starts on a new env (its episodes start over): drops data that

@@ -8,7 +8,8 @@ naming what differs.
 
 Layout of a run directory (``<run_dir>/<run_name>`` of an agent built with ``run_dir=``)::
 
-    <run>/config.json, episodes.jsonl, train.jsonl   the logger's files
+    <run>/config.json, episodes.jsonl, train.jsonl   the logger's files (or .csv, tensorboard/,
+                                                     wandb/, eval.* per train_cfg.loggers)
     <run>/checkpoints/latest                         name of the newest complete checkpoint
     <run>/checkpoints/step_000012000/                one checkpoint, named by its env_steps
         meta.json              format version, agent class, run name, counters
@@ -34,6 +35,7 @@ with ``config.seed``, and drops an unfinished on-policy rollout (a rollout never
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -782,7 +784,9 @@ def restore_runner(trainer: Any, agent: BaseAgent, saved: dict[str, Any]) -> Any
 
 def _truncate_logs(run_dir: Path, env_steps: int) -> None:
     """Drops the log rows written after ``env_steps`` (by a run that went on past its last
-    checkpoint), so that the resumed run's rows follow on."""
+    checkpoint), so that the resumed run's rows follow on: JSON-lines and CSV files. TensorBoard
+    event files and wandb runs are not rewritten: the resumed run's rows follow them again from
+    the checkpoint's step."""
     for path in run_dir.glob("*.jsonl"):
         lines = path.read_text().splitlines(keepends=True)
         kept = []
@@ -793,6 +797,20 @@ def _truncate_logs(run_dir: Path, env_steps: int) -> None:
                 continue
             if line.endswith("\n") and row.get("step", 0) <= env_steps:
                 kept.append(line)
+        if len(kept) != len(lines):
+            _replace_file(path, "".join(kept).encode())
+    for path in run_dir.glob("*.csv"):
+        with open(path, newline="") as f:
+            lines = f.read().splitlines(keepends=True)
+        rows = list(csv.reader(lines))
+        if not rows or "step" not in rows[0]:
+            continue
+        column = rows[0].index("step")
+        kept = lines[:1] + [
+            line
+            for line, row in zip(lines[1:], rows[1:], strict=False)
+            if line.endswith("\n") and len(row) > column and int(float(row[column])) <= env_steps
+        ]
         if len(kept) != len(lines):
             _replace_file(path, "".join(kept).encode())
 
@@ -821,7 +839,7 @@ def resume_agent(agent_cls: type, run_dir: str | Path, **kwargs: Any) -> BaseAge
     agent = agent_cls(meta["run_name"], read_config(checkpoint), **kwargs)
     run_directory = checkpoint.parent.parent
     _truncate_logs(run_directory, int(meta["env_steps"]))
-    agent.logger = Logger(run_directory, resume=True)
+    agent.logger = Logger(run_directory, resume=True, backends=agent.config.train_cfg.loggers)
     restore_agent(agent, checkpoint)
     return agent
 

@@ -657,6 +657,7 @@ def train_agent_compiled(
     from tqdm.auto import tqdm
 
     from kitae.checkpoint import checkpoint_interval, restore_runner, save_agent
+    from kitae.logger import learning_rate_metrics
 
     save_every = checkpoint_interval(agent)
     trainer = make_agent_train(
@@ -699,7 +700,10 @@ def train_agent_compiled(
             "episode_length": row.episode_length,
             "n_episodes": row.n_episodes,
             **row.info,
+            **learning_rate_metrics(runner.agent_state),
         }
+        if callable(getattr(agent, "exploration", None)):
+            logged["epsilon"] = float(agent.exploration(step))
         agent.logger.log("train", step, logged)
         bar.update(steps_per_chunk)
         bar.set_postfix(ret=f"{float(row.episode_return):.1f}", refresh=False)

@@ -21,6 +21,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from kitae.logger import check_backends
+
 
 @dataclass
 class AlgoParams:
@@ -71,6 +73,13 @@ class TrainConfig:
         log_frequency: transitions between two log records (console/CSV) of losses.
         save_buffer: checkpoints include the replay buffer (needed to resume exactly).
         keep_checkpoints: keep only this many most recent checkpoints; ``None`` keeps all.
+        loggers: where log rows go, names from :data:`kitae.logger.LOGGER_BACKENDS`
+            (``"jsonl"``, ``"csv"``, ``"console"``, ``"tensorboard"``, ``"wandb"``); file
+            backends write into the run directory only.
+        eval_frequency: gymnasium loop: every this many transitions, evaluate the greedy policy
+            on a separate env built from ``env_cfg.task_name`` and log ``eval_return_mean`` /
+            ``eval_return_std`` to the ``eval`` stream; ``-1`` disables. Training is unchanged.
+        eval_episodes: episodes per periodic evaluation.
     """
 
     n_env_steps: int = 100_000
@@ -79,6 +88,9 @@ class TrainConfig:
     log_frequency: int = 10_000
     save_buffer: bool = True
     keep_checkpoints: int | None = None
+    loggers: tuple[str, ...] = ("jsonl",)
+    eval_frequency: int = -1
+    eval_episodes: int = 10
 
 
 @dataclass
@@ -204,6 +216,10 @@ def validate_config(config: AlgoConfig) -> None:
         _fail("train_cfg.save_buffer", t.save_buffer, "it must be True or False.")
     if t.keep_checkpoints is not None:
         _check_int("train_cfg.keep_checkpoints (use None to keep all)", t.keep_checkpoints, 1)
+    check_backends(t.loggers, "train_cfg.loggers")
+    if t.eval_frequency != -1:
+        _check_int("train_cfg.eval_frequency (use -1 to disable)", t.eval_frequency, 1)
+    _check_int("train_cfg.eval_episodes", t.eval_episodes, 1)
 
     e = config.env_cfg
     _check_int("env_cfg.n_envs", e.n_envs, 1)
