@@ -20,10 +20,9 @@ from kitae.distributional import (
     quantile_td_loss,
 )
 from kitae.modules.distributional import (
-    CategoricalQValue,
     CosineEmbedding,
+    DistributionQValue,
     ImplicitQuantileQValue,
-    QuantileQValue,
     categorical_qvalue_factory,
     cosine_features,
     implicit_quantile_qvalue_factory,
@@ -422,8 +421,8 @@ def test_implicit_quantile_qvalue_rejects_taus_of_another_batch():
 @pytest.mark.parametrize(
     ("module", "input_shapes", "n_outputs"),
     [
-        (CategoricalQValue(3, n_atoms=5, hidden_sizes=(8,), dueling=True), [(3,)], 5),
-        (QuantileQValue(3, n_quantiles=4, hidden_sizes=(8,), dueling=True), [(3,)], 4),
+        (DistributionQValue(3, 5, hidden_sizes=(8,), dueling=True), [(3,)], 5),
+        (DistributionQValue(3, 4, hidden_sizes=(8,), dueling=True), [(3,)], 4),
         (ImplicitQuantileQValue(3, hidden_sizes=(8,), dueling=True), [(3,), (4,)], 4),
     ],
     ids=["c51", "qr-dqn", "iqn"],
@@ -439,7 +438,7 @@ def test_dueling_heads_average_to_the_value_stream(module, input_shapes, n_outpu
 
 
 def test_preprocess_fn_is_applied_before_the_torso():
-    module = QuantileQValue(2, n_quantiles=3, hidden_sizes=(8,), preprocess_fn=lambda x: 0.0 * x)
+    module = DistributionQValue(2, 3, hidden_sizes=(8,), preprocess_fn=lambda x: 0.0 * x)
     params = init(module, (3,))
     out = apply(module, params, observations())
     np.testing.assert_allclose(out[0], out[1])  # every observation is mapped to zeros
@@ -491,7 +490,7 @@ BATCH_DISCOUNTS = jnp.array([0.99, 0.0, 0.99])
 
 
 def test_c51_loss_gradients_through_the_network_are_finite_and_nonzero():
-    module = CategoricalQValue(2, n_atoms=11, hidden_sizes=(8,))
+    module = DistributionQValue(2, 11, hidden_sizes=(8,))
     params = init(module, (3,))
     atoms = categorical_atoms(-10.0, 10.0, 11)
 
@@ -520,7 +519,7 @@ def test_quantile_loss_gradients_through_the_network_are_finite_and_nonzero(impl
         module = ImplicitQuantileQValue(2, hidden_sizes=(8,), head_hidden_sizes=(8,))
         params = init(module, (3,), (n,))
     else:
-        module = QuantileQValue(2, n_quantiles=n, hidden_sizes=(8,))
+        module = DistributionQValue(2, n, hidden_sizes=(8,))
         params = init(module, (3,))
 
     @jax.jit

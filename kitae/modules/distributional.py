@@ -46,14 +46,16 @@ class ActionDistributionHead(nn.Module):
         return value + advantages - advantages.mean(axis=1, keepdims=True)
 
 
-class CategoricalQValue(nn.Module):
-    """C51 network: logits of ``Z(o, a)`` on a fixed support of ``n_atoms`` atoms.
+class DistributionQValue(nn.Module):
+    """A Q-network with ``n_outputs`` values per action on an MLP torso: the logits of C51's
+    categorical distributions on a fixed support, or QR-DQN's quantile values at fixed levels.
 
-    See "A Distributional Perspective on Reinforcement Learning", Bellemare et al., 2017.
+    See "A Distributional Perspective on Reinforcement Learning", Bellemare et al., 2017, and
+    "Distributional Reinforcement Learning with Quantile Regression", Dabney et al., 2018.
 
     Attributes:
         n_actions: number of discrete actions ``A``.
-        n_atoms: size of the support.
+        n_outputs: values per action (C51: atoms; QR-DQN: quantiles).
         hidden_sizes: torso widths.
         activation: torso activation.
         dueling: dueling head (see :class:`ActionDistributionHead`).
@@ -61,7 +63,7 @@ class CategoricalQValue(nn.Module):
     """
 
     n_actions: int
-    n_atoms: int = 51
+    n_outputs: int
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "relu"
     dueling: bool = False
@@ -69,40 +71,10 @@ class CategoricalQValue(nn.Module):
 
     @nn.compact
     def __call__(self, observations: jax.Array) -> jax.Array:
-        """Args: observations ``[B, ...]``. Returns: logits ``[B, A, n_atoms]``."""
+        """Args: observations ``[B, ...]``. Returns: ``[B, A, n_outputs]``."""
         x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
         x = MLP(self.hidden_sizes, self.activation)(x)
-        return ActionDistributionHead(self.n_actions, self.n_atoms, self.dueling, name="head")(x)
-
-
-class QuantileQValue(nn.Module):
-    """QR-DQN network: ``N`` quantile values of ``Z(o, a)`` at the fixed midpoints.
-
-    See "Distributional Reinforcement Learning with Quantile Regression", Dabney et al., 2018.
-
-    Attributes:
-        n_actions: number of discrete actions ``A``.
-        n_quantiles: number of quantiles ``N``.
-        hidden_sizes: torso widths.
-        activation: torso activation.
-        dueling: dueling head (see :class:`ActionDistributionHead`).
-        preprocess_fn: applied to observations before the torso.
-    """
-
-    n_actions: int
-    n_quantiles: int = 200
-    hidden_sizes: Sequence[int] = (64, 64)
-    activation: str = "relu"
-    dueling: bool = False
-    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
-
-    @nn.compact
-    def __call__(self, observations: jax.Array) -> jax.Array:
-        """Args: observations ``[B, ...]``. Returns: quantile values ``[B, A, N]``."""
-        x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
-        x = MLP(self.hidden_sizes, self.activation)(x)
-        head = ActionDistributionHead(self.n_actions, self.n_quantiles, self.dueling, name="head")
-        return head(x)
+        return ActionDistributionHead(self.n_actions, self.n_outputs, self.dueling, name="head")(x)
 
 
 def cosine_features(taus: jax.Array, n_cosines: int = 64) -> jax.Array:
@@ -216,8 +188,9 @@ def categorical_qvalue_factory(
     activation: str = "relu",
     dueling: bool = False,
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
-) -> CategoricalQValue:
-    """Builds a :class:`CategoricalQValue` (C51) for a discrete ``action_space``.
+) -> DistributionQValue:
+    """Builds C51's :class:`DistributionQValue` (logits ``[B, A, n_atoms]``) for a discrete
+    ``action_space``.
 
     Raises:
         ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``, ``n_atoms < 2`` or
@@ -227,7 +200,7 @@ def categorical_qvalue_factory(
     _check_at_least("n_atoms", n_atoms, 2)
     get_activation(activation)
     del observation_space  # the torso flattens any observation shape
-    return CategoricalQValue(
+    return DistributionQValue(
         n_actions, n_atoms, tuple(hidden_sizes), activation, dueling, preprocess_fn
     )
 
@@ -241,8 +214,9 @@ def quantile_qvalue_factory(
     activation: str = "relu",
     dueling: bool = False,
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
-) -> QuantileQValue:
-    """Builds a :class:`QuantileQValue` (QR-DQN) for a discrete ``action_space``.
+) -> DistributionQValue:
+    """Builds QR-DQN's :class:`DistributionQValue` (quantiles ``[B, A, N]``) for a discrete
+    ``action_space``.
 
     Raises:
         ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``,
@@ -252,7 +226,7 @@ def quantile_qvalue_factory(
     _check_at_least("n_quantiles", n_quantiles, 1)
     get_activation(activation)
     del observation_space  # the torso flattens any observation shape
-    return QuantileQValue(
+    return DistributionQValue(
         n_actions, n_quantiles, tuple(hidden_sizes), activation, dueling, preprocess_fn
     )
 
