@@ -152,7 +152,8 @@ def _fail(name: str, value: Any, fix: str) -> None:
     raise ValueError(f"{name}={value!r} is invalid: {fix}")
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
+def check_int(name: str, value: Any, minimum: int) -> None:
+    """Raises ``ValueError`` naming ``name`` unless ``value`` is an integer ``>= minimum``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         _fail(name, value, f"it must be an integer >= {minimum}.")
     if value < minimum:
@@ -172,7 +173,7 @@ def _check_unit_interval(name: str, value: Any) -> None:
 def check_int_param(params: Any, name: str, minimum: int) -> None:
     """For ``validate`` methods: raises ``ValueError`` unless ``params.<name>`` is an integer
     ``>= minimum``."""
-    _check_int(f"algo_params.{name}", getattr(params, name), minimum)
+    check_int(f"algo_params.{name}", getattr(params, name), minimum)
 
 
 def check_tau(params: Any) -> None:
@@ -197,33 +198,33 @@ def validate_config(config: AlgoConfig) -> None:
     """
     if not isinstance(config, AlgoConfig):
         raise TypeError(f"config must be a kitae.config.AlgoConfig, got {type(config).__name__}.")
-    _check_int("seed", config.seed, 0)
+    check_int("seed", config.seed, 0)
 
     u = config.update_cfg
     _check_positive("update_cfg.learning_rate", u.learning_rate)
     if u.max_grad_norm is not None:
         _check_positive("update_cfg.max_grad_norm (use None to disable clipping)", u.max_grad_norm)
-    _check_int("update_cfg.max_buffer_size", u.max_buffer_size, 1)
-    _check_int("update_cfg.batch_size", u.batch_size, 1)
-    _check_int("update_cfg.n_epochs", u.n_epochs, 1)
+    check_int("update_cfg.max_buffer_size", u.max_buffer_size, 1)
+    check_int("update_cfg.batch_size", u.batch_size, 1)
+    check_int("update_cfg.n_epochs", u.n_epochs, 1)
 
     t = config.train_cfg
-    _check_int("train_cfg.n_env_steps", t.n_env_steps, 1)
+    check_int("train_cfg.n_env_steps", t.n_env_steps, 1)
     if t.save_frequency != -1:
-        _check_int("train_cfg.save_frequency (use -1 to disable)", t.save_frequency, 1)
-    _check_int("train_cfg.log_frequency", t.log_frequency, 1)
+        check_int("train_cfg.save_frequency (use -1 to disable)", t.save_frequency, 1)
+    check_int("train_cfg.log_frequency", t.log_frequency, 1)
     if not isinstance(t.save_buffer, bool):
         _fail("train_cfg.save_buffer", t.save_buffer, "it must be True or False.")
     if t.keep_checkpoints is not None:
-        _check_int("train_cfg.keep_checkpoints (use None to keep all)", t.keep_checkpoints, 1)
+        check_int("train_cfg.keep_checkpoints (use None to keep all)", t.keep_checkpoints, 1)
     check_backends(t.loggers, "train_cfg.loggers")
     if t.eval_frequency != -1:
-        _check_int("train_cfg.eval_frequency (use -1 to disable)", t.eval_frequency, 1)
-    _check_int("train_cfg.eval_episodes", t.eval_episodes, 1)
+        check_int("train_cfg.eval_frequency (use -1 to disable)", t.eval_frequency, 1)
+    check_int("train_cfg.eval_episodes", t.eval_episodes, 1)
 
     e = config.env_cfg
-    _check_int("env_cfg.n_envs", e.n_envs, 1)
-    _check_int("env_cfg.n_agents", e.n_agents, 1)
+    check_int("env_cfg.n_envs", e.n_envs, 1)
+    check_int("env_cfg.n_agents", e.n_agents, 1)
     if not isinstance(e.observation_space, gym.Space):
         _fail("env_cfg.observation_space", e.observation_space, "it must be a gymnasium Space.")
     if not isinstance(e.action_space, gym.Space):
@@ -239,9 +240,9 @@ def validate_config(config: AlgoConfig) -> None:
     if "exploration" in values:
         _check_unit_interval("algo_params.exploration", values["exploration"])
     if "skip_steps" in values:
-        _check_int("algo_params.skip_steps", values["skip_steps"], 1)
+        check_int("algo_params.skip_steps", values["skip_steps"], 1)
     if "start_step" in values:
-        _check_int(
+        check_int(
             "algo_params.start_step (use -1 to start as soon as possible)", values["start_step"], -1
         )
     for name, value in values.items():

@@ -30,7 +30,7 @@ from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, AlgoParams, UpdateConfig, check_int_param, check_tau
 from kitae.loss import loss_mean_squared_error
-from kitae.modules.actor import CategoricalActor, GaussianActor
+from kitae.modules.actor import GaussianActor, LinearHeadActor
 from kitae.modules.critic import critics_factory
 from kitae.modules.distributions import (
     ActionBounds,
@@ -238,7 +238,7 @@ def train_state_sac_factory(
     )
     k_actor, k_critic = jax.random.split(key)
     if is_discrete(config):
-        actor = CategoricalActor(int(space.n), hidden, p.activation, preprocess_fn)
+        actor = LinearHeadActor(int(space.n), hidden, p.activation, preprocess_fn)
         critic_inputs = [obs_shape]
     else:
         bounds = action_bounds(space, "SAC")

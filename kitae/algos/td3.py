@@ -26,7 +26,7 @@ from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, AlgoParams, UpdateConfig, check_int_param, check_tau
 from kitae.loss import loss_mean_squared_error
-from kitae.modules.actor import DeterministicActor
+from kitae.modules.actor import LinearHeadActor
 from kitae.modules.critic import critics_factory
 from kitae.modules.distributions import (
     ActionBounds,
@@ -196,7 +196,7 @@ def train_state_td3_factory(
     space = config.env_cfg.action_space
     obs_shape = config.env_cfg.observation_space.shape
     bounds = action_bounds(space, "TD3")
-    actor = DeterministicActor(len(bounds.low), tuple(p.hidden_sizes), p.activation, preprocess_fn)
+    actor = LinearHeadActor(len(bounds.low), tuple(p.hidden_sizes), p.activation, preprocess_fn)
     critic = critics_factory(
         space,
         p.n_critics,

@@ -44,38 +44,18 @@ class GaussianActor(nn.Module):
         return mean, log_std
 
 
-class DeterministicActor(nn.Module):
-    """``o -> u [B, A]``, the pre-squash deterministic action.
+class LinearHeadActor(nn.Module):
+    """``o -> [B, n_outputs]``: an MLP torso and a linear output layer. TD3/DDPG use it for the
+    pre-squash deterministic action, discrete SAC for the logits of its categorical policy.
 
     Attributes:
-        action_dim: action dimension ``A``.
+        n_outputs: output size (the action dimension, or the number of discrete actions).
         hidden_sizes: torso widths.
         activation: torso activation.
         preprocess_fn: applied to observations first.
     """
 
-    action_dim: int
-    hidden_sizes: Sequence[int] = (400, 300)
-    activation: str = "relu"
-    preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
-
-    @nn.compact
-    def __call__(self, observations: jax.Array) -> jax.Array:
-        x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
-        return nn.Dense(self.action_dim)(MLP(self.hidden_sizes, self.activation)(x))
-
-
-class CategoricalActor(nn.Module):
-    """``o -> logits [B, K]`` of a categorical policy over ``K`` discrete actions.
-
-    Attributes:
-        n_actions: number of actions ``K``.
-        hidden_sizes: torso widths.
-        activation: torso activation.
-        preprocess_fn: applied to observations first.
-    """
-
-    n_actions: int
+    n_outputs: int
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
@@ -83,7 +63,7 @@ class CategoricalActor(nn.Module):
     @nn.compact
     def __call__(self, observations: jax.Array) -> jax.Array:
         x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
-        return nn.Dense(self.n_actions)(MLP(self.hidden_sizes, self.activation)(x))
+        return nn.Dense(self.n_outputs)(MLP(self.hidden_sizes, self.activation)(x))
 
 
-__all__ = ["CategoricalActor", "DeterministicActor", "GaussianActor", "LOG_STD_MAX", "LOG_STD_MIN"]
+__all__ = ["GaussianActor", "LinearHeadActor", "LOG_STD_MAX", "LOG_STD_MIN"]

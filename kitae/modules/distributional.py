@@ -16,6 +16,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 
+from kitae.config import check_int
 from kitae.modules.modules import MLP, get_activation
 
 
@@ -174,9 +175,24 @@ def _discrete_actions(action_space: gym.Space, network: str) -> int:
     return int(action_space.n)
 
 
-def _check_at_least(name: str, value: int, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name}={value!r} is invalid: it must be an integer >= {minimum}.")
+def _distribution_qvalue(
+    action_space: gym.Space,
+    algorithm: str,
+    size_name: str,
+    n_outputs: int,
+    minimum: int,
+    hidden_sizes: Sequence[int],
+    activation: str,
+    dueling: bool,
+    preprocess_fn: Callable[[jax.Array], jax.Array] | None,
+) -> DistributionQValue:
+    """Validates the shared arguments of the C51 and QR-DQN factories and builds the network."""
+    n_actions = _discrete_actions(action_space, algorithm)
+    check_int(size_name, n_outputs, minimum)
+    get_activation(activation)
+    return DistributionQValue(
+        n_actions, n_outputs, tuple(hidden_sizes), activation, dueling, preprocess_fn
+    )
 
 
 def categorical_qvalue_factory(
@@ -196,12 +212,17 @@ def categorical_qvalue_factory(
         ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``, ``n_atoms < 2`` or
             ``activation`` is unknown.
     """
-    n_actions = _discrete_actions(action_space, "C51")
-    _check_at_least("n_atoms", n_atoms, 2)
-    get_activation(activation)
     del observation_space  # the torso flattens any observation shape
-    return DistributionQValue(
-        n_actions, n_atoms, tuple(hidden_sizes), activation, dueling, preprocess_fn
+    return _distribution_qvalue(
+        action_space,
+        "C51",
+        "n_atoms",
+        n_atoms,
+        2,
+        hidden_sizes,
+        activation,
+        dueling,
+        preprocess_fn,
     )
 
 
@@ -222,12 +243,17 @@ def quantile_qvalue_factory(
         ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``,
             ``n_quantiles < 1`` or ``activation`` is unknown.
     """
-    n_actions = _discrete_actions(action_space, "QR-DQN")
-    _check_at_least("n_quantiles", n_quantiles, 1)
-    get_activation(activation)
     del observation_space  # the torso flattens any observation shape
-    return DistributionQValue(
-        n_actions, n_quantiles, tuple(hidden_sizes), activation, dueling, preprocess_fn
+    return _distribution_qvalue(
+        action_space,
+        "QR-DQN",
+        "n_quantiles",
+        n_quantiles,
+        1,
+        hidden_sizes,
+        activation,
+        dueling,
+        preprocess_fn,
     )
 
 
@@ -251,7 +277,7 @@ def implicit_quantile_qvalue_factory(
             or ``activation`` is unknown.
     """
     n_actions = _discrete_actions(action_space, "IQN")
-    _check_at_least("n_cosines", n_cosines, 1)
+    check_int("n_cosines", n_cosines, 1)
     get_activation(activation)
     del observation_space  # the torso flattens any observation shape
     return ImplicitQuantileQValue(
