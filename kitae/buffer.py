@@ -4,7 +4,9 @@
 * :class:`ReplayBuffer` is a preallocated ring buffer of transitions from vectorized envs,
   written as pure ``init`` / ``add`` / ``sample`` functions over a :class:`ReplayBufferState`
   pytree, so it can live inside a jitted training program and be updated in place when its state
-  is donated (``jax.jit(..., donate_argnums=...)``).
+  is donated (``jax.jit(..., donate_argnums=...)``). It samples single transitions or windows of
+  consecutive transitions of one env (``sample_sequences``, for n-step returns);
+  :class:`PrioritizedReplayBuffer` adds proportional prioritized sampling with importance weights.
 * :class:`RolloutBuffer` is a host-side (numpy) preallocated ``[T, N, ...]`` buffer that the
   gymnasium loop fills one vector step at a time: the on-policy rollout, and the staging area the
   off-policy loop flushes into the replay buffer in one call.
@@ -83,8 +85,8 @@ class ReplayBuffer:
 
     Build it with :func:`make_replay_buffer`; every method is pure and jit/vmap/scan friendly.
     Capacity is counted in transitions and split evenly over envs (``T = capacity // n_envs``
-    slots per env). Sampling is uniform over all stored transitions, across envs and time, with
-    replacement.
+    slots per env). Sampling is uniform over all stored transitions (or window starts), across
+    envs and time, with replacement.
     """
 
     capacity: int = struct.field(pytree_node=False)
