@@ -298,6 +298,11 @@ class BaseAgent(IAgent):
 
     params_type: type | None = None
     """The algorithm's params dataclass (used by :meth:`default_config`)."""
+
+    traced_hyperparams: tuple[str, ...] = ()
+    """Fields of ``algo_params`` that the acting function reads from :attr:`hyperparams` when
+    given, so a compiled program can take them as traced values (a sweep vmaps over them, as
+    over ``learning_rate``, without recompiling)."""
     default_n_envs: int = 1
     """Number of envs the agent's defaults were chosen for (used by the command line)."""
     factories: tuple[Callable, Callable, Callable, Callable] | None = None

@@ -644,6 +644,10 @@ def train_agent_compiled(
     It executes in chunks of ``log_interval`` transitions (one
     compiled call each, the carry donated so the replay buffer is updated in place), shows a
     progress bar between chunks, and logs each chunk's :class:`Metrics` to ``agent.logger``.
+    With ``train_cfg.eval_frequency``, after each chunk that reaches a multiple of it, the greedy
+    policy is evaluated on ``train_cfg.eval_episodes`` episodes of the same JAX env (compiled
+    once, the same reset key each time) and ``eval_return_mean`` / ``eval_return_std`` are logged
+    to the ``eval`` stream.
     With ``train_cfg.save_frequency``, it saves a checkpoint (the whole carry included) after
     each chunk that reaches a multiple of it, and at the end. After ``agent.restore`` (or
     ``Agent.resume``), the first call continues the checkpoint's envs, episodes and buffer on
@@ -657,6 +661,7 @@ def train_agent_compiled(
     from tqdm.auto import tqdm
 
     from kitae.checkpoint import checkpoint_interval, restore_runner, save_agent
+    from kitae.evaluation import make_jax_evaluator
     from kitae.logger import learning_rate_metrics
 
     save_every = checkpoint_interval(agent)
@@ -685,6 +690,14 @@ def train_agent_compiled(
     compile_s = time.perf_counter() - start
     show = agent.config.train_cfg.progress_bar if progress_bar is None else progress_bar
     steps_per_chunk = trainer.chunk_iterations * trainer.steps_per_iteration
+    eval_every = agent.config.train_cfg.eval_frequency
+    last_eval = agent.env_steps // eval_every if eval_every > 0 else 0
+    if eval_every > 0:
+        evaluator = cache.get(("evaluate", agent.config.train_cfg.eval_episodes))
+        if evaluator is None:
+            evaluator = make_jax_evaluator(agent, env, agent.config.train_cfg.eval_episodes)
+            cache[("evaluate", agent.config.train_cfg.eval_episodes)] = evaluator
+        eval_key = jax.random.PRNGKey(agent.config.seed + 10_000)
     bar = tqdm(total=trainer.n_chunks * steps_per_chunk, unit="step", disable=not show)
     episodes = updates = 0
     last_save, saved_at = (agent.env_steps // save_every if save_every else 0), None
@@ -705,6 +718,12 @@ def train_agent_compiled(
         if callable(getattr(agent, "exploration", None)):
             logged["epsilon"] = float(agent.exploration(step))
         agent.logger.log("train", step, logged)
+        if eval_every > 0 and step // eval_every > last_eval:
+            last_eval = step // eval_every
+            returns = jax.device_get(evaluator(runner.agent_state, eval_key))
+            agent.logger.log(
+                "eval", step, {"eval_return_mean": returns.mean(), "eval_return_std": returns.std()}
+            )
         bar.update(steps_per_chunk)
         bar.set_postfix(ret=f"{float(row.episode_return):.1f}", refresh=False)
         if save_every and step // save_every > last_save:

@@ -76,9 +76,10 @@ class TrainConfig:
         loggers: where log rows go, names from :data:`kitae.logger.LOGGER_BACKENDS`
             (``"jsonl"``, ``"csv"``, ``"console"``, ``"tensorboard"``, ``"wandb"``); file
             backends write into the run directory only.
-        eval_frequency: gymnasium loop: every this many transitions, evaluate the greedy policy
-            on a separate env built from ``env_cfg.task_name`` and log ``eval_return_mean`` /
-            ``eval_return_std`` to the ``eval`` stream; ``-1`` disables. Training is unchanged.
+        eval_frequency: every this many transitions, evaluate the greedy policy and log
+            ``eval_return_mean`` / ``eval_return_std`` to the ``eval`` stream; ``-1`` disables.
+            Gymnasium loop: on a separate env built from ``env_cfg.task_name``; compiled loop: on
+            the same JAX env, checked after each chunk. Training is unchanged.
         eval_episodes: episodes per periodic evaluation.
     """
 

@@ -1,11 +1,18 @@
-"""Greedy evaluation of a trained agent on fresh gymnasium envs."""
+"""Greedy evaluation of a trained agent: on gymnasium envs, on JAX envs (compiled), and on video."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+from tqdm.auto import tqdm
 
 from kitae.envs.make import make_vec_env
 
@@ -18,6 +25,7 @@ def evaluate(
     *,
     greedy: bool = True,
     max_steps: int = 100_000,
+    progress_bar: bool = False,
     **env_kwargs: Any,
 ) -> np.ndarray:
     """Returns of ``n_episodes`` episodes; episode ``i`` starts from ``reset(seed=seed + i)``.
@@ -33,6 +41,7 @@ def evaluate(
         seed: seed of the first episode.
         greedy: use ``select_action`` rather than ``explore``.
         max_steps: safety cap on vector steps.
+        progress_bar: show finished episodes in a progress bar.
         **env_kwargs: passed to ``gymnasium.make``.
 
     Returns:
@@ -41,6 +50,7 @@ def evaluate(
     env = make_vec_env(env_id, n_episodes, **env_kwargs)
     act = agent.select_action if greedy else agent.explore
     preserved = getattr(agent, "preserved_keys", contextlib.nullcontext)
+    bar = tqdm(total=n_episodes, unit="episode", desc="eval", disable=not progress_bar)
     with preserved():
         try:
             obs, _ = env.reset(seed=seed)
@@ -51,9 +61,134 @@ def evaluate(
                 actions, _ = act(obs)
                 obs, rewards, terminated, truncated, _ = env.step(to_env(np.asarray(actions)))
                 returns += rewards * running
-                running &= ~(terminated | truncated)
+                ended = running & (terminated | truncated)
+                running &= ~ended
+                bar.update(int(ended.sum()))
                 if not running.any():
                     break
         finally:
             env.close()
+            bar.close()
     return returns
+
+
+def make_jax_evaluator(
+    agent: Any, env: Any, n_episodes: int = 128, max_steps: int | None = None
+) -> Callable[[Any, jax.Array], jax.Array]:
+    """A jitted ``evaluate(state, key) -> returns [n_episodes]`` of the agent's greedy policy on
+    a JAX env (see :func:`kitae.compiled.evaluate_compiled`); compiled once, reusable with any
+    state of the same structure, and vmappable over states and keys.
+
+    Args:
+        agent: a kitae agent (its ``act_fn(greedy=True)`` and ``to_env_action`` are used).
+        env: a gymnax id, gymnax env or :class:`~kitae.envs.jax_env.JaxEnv`.
+        n_episodes: episodes run side by side.
+        max_steps: step cap (default: the env's ``max_steps_in_episode``).
+    """
+    from kitae.compiled import evaluate_compiled
+    from kitae.envs.jax_env import make_jax_env
+
+    env = make_jax_env(env)
+    greedy = agent.act_fn(greedy=True)
+    hyperparams = dict(getattr(agent, "hyperparams", {}) or {})
+
+    def act(state, key, observations):
+        return greedy(state, key, observations, jnp.zeros((), jnp.int32), hyperparams)[0]
+
+    def evaluate_fn(state: Any, key: jax.Array) -> jax.Array:
+        return evaluate_compiled(
+            act, state, env, key, n_episodes, max_steps, to_env_action=agent.to_env_action
+        )
+
+    return jax.jit(evaluate_fn)
+
+
+def evaluate_jax(agent: Any, env: Any, n_episodes: int = 128, seed: int = 10_000) -> np.ndarray:
+    """Greedy returns of ``agent`` on a JAX env, compiled (the evaluator is cached on the agent
+    per env and episode count, so periodic evaluations compile once).
+
+    Returns:
+        ``float32[n_episodes]`` undiscounted returns.
+    """
+    cache = agent.__dict__.setdefault("_jax_evaluators", {})
+    cache_key = (id(env) if not isinstance(env, str) else env, n_episodes)
+    if cache_key not in cache:
+        cache[cache_key] = make_jax_evaluator(agent, env, n_episodes)
+    returns = cache[cache_key](agent.state, jax.random.PRNGKey(seed))
+    return np.asarray(jax.device_get(returns))
+
+
+def record_video(
+    agent: Any,
+    env_id: str,
+    video_dir: str | Path,
+    n_episodes: int = 1,
+    seed: int = 10_000,
+    *,
+    name_prefix: str = "eval",
+    max_steps: int = 100_000,
+) -> list[Path]:
+    """Records greedy episodes as mp4 files with gymnasium's ``RecordVideo``.
+
+    Args:
+        agent: a kitae agent.
+        env_id: a gymnasium id whose env renders ``rgb_array`` frames.
+        video_dir: where the videos go (created).
+        n_episodes: episodes to record; episode ``i`` starts from ``reset(seed=seed + i)``.
+        seed: seed of the first episode.
+        name_prefix: file name prefix (``<prefix>-episode-<i>.mp4``).
+        max_steps: step cap per episode.
+
+    Returns:
+        The video files written.
+
+    Raises:
+        ImportError: if moviepy (``pip install 'kitae[video]'``) is missing.
+        ValueError: if the env cannot render ``rgb_array`` frames.
+    """
+    import gymnasium as gym
+
+    try:
+        import moviepy  # noqa: F401
+    except ImportError as err:
+        raise ImportError("video needs moviepy: pip install 'kitae[video]'.") from err
+    video_dir = Path(video_dir)
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame renderers need no sound device
+    try:
+        env = gym.make(env_id, render_mode="rgb_array")
+    except (TypeError, gym.error.Error) as err:
+        raise ValueError(f"{env_id} cannot render rgb_array frames for a video: {err}") from err
+    try:  # one frame first, so that a renderer that cannot work fails before any video
+        env.reset(seed=seed)
+        frame = env.render()
+    except gym.error.DependencyNotInstalled as err:
+        env.close()
+        raise ImportError(f"rendering {env_id} needs more packages: {err}") from err
+    if frame is None:
+        env.close()
+        raise ValueError(f"{env_id} rendered no rgb_array frame: it cannot be recorded.")
+    with warnings.catch_warnings():  # an existing folder is expected: files are named per step
+        warnings.filterwarnings("ignore", message=".*Overwriting existing videos.*")
+        env = gym.wrappers.RecordVideo(
+            env,
+            str(video_dir),
+            episode_trigger=lambda _: True,
+            name_prefix=name_prefix,
+            disable_logger=True,
+        )
+    to_env = getattr(agent, "to_env_action", lambda a: a)
+    preserved = getattr(agent, "preserved_keys", contextlib.nullcontext)
+    before = set(video_dir.glob("*.mp4")) if video_dir.exists() else set()
+    with preserved():
+        try:
+            for i in range(n_episodes):
+                obs, _ = env.reset(seed=seed + i)
+                for _ in range(max_steps):
+                    actions, _ = agent.select_action(np.asarray(obs)[None])
+                    action = np.asarray(to_env(np.asarray(actions)))[0]
+                    obs, _, terminated, truncated, _ = env.step(action)
+                    if terminated or truncated:
+                        break
+        finally:
+            env.close()
+    return sorted(set(video_dir.glob("*.mp4")) - before)

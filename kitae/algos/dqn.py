@@ -392,6 +392,7 @@ class DQN(OffPolicyAgent):
 
     params_type = DQNParams
     default_n_envs = 4
+    traced_hyperparams = ("exploration_start", "exploration_end")
     default_update_cfg = UpdateConfig(
         learning_rate=2.3e-3,
         learning_rate_annealing=True,

@@ -336,6 +336,7 @@ class TD3(OffPolicyAgent):
 
     params_type = TD3Params
     default_n_envs = 1
+    traced_hyperparams = ("exploration_noise",)
     default_update_cfg = UpdateConfig(
         learning_rate=1e-3,
         learning_rate_annealing=False,
