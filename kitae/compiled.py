@@ -591,6 +591,32 @@ def evaluate_compiled(
     return returns
 
 
+def metrics_logger(logger: Any, stream: str = "train") -> Callable[[Metrics], None]:
+    """A ``log_callback`` for :func:`make_train` / :func:`make_agent_train` that writes each
+    chunk's :class:`Metrics` as one row of ``stream`` of a :class:`kitae.logger.Logger`, while
+    the compiled program runs (through ``jax.debug.callback``, once per chunk).
+
+    Under ``vmap`` the callback runs once per seed; log a vmapped run per seed with
+    :func:`kitae.checkpoint.save_vmapped` run directories instead.
+    """
+
+    def log(metrics: Metrics) -> None:
+        row = jax.device_get(metrics)
+        logger.log(
+            stream,
+            int(row.env_steps),
+            {
+                "episode_return": row.episode_return,
+                "episode_length": row.episode_length,
+                "n_episodes": row.n_episodes,
+                "n_updates": row.n_updates,
+                **row.info,
+            },
+        )
+
+    return log
+
+
 def make_agent_train(
     agent: Any,
     env: JaxEnv | Any,
@@ -754,6 +780,7 @@ __all__ = [
     "RunnerState",
     "make_train",
     "make_agent_train",
+    "metrics_logger",
     "train_agent_compiled",
     "config_for_jax_env",
     "evaluate_compiled",

@@ -252,3 +252,29 @@ def test_periodic_evaluation_needs_a_registered_task():
 
 def test_logger_backend_names_are_the_documented_ones():
     assert LOGGER_BACKENDS == ("console", "csv", "jsonl", "tensorboard", "wandb")
+
+
+def test_compiled_program_logs_each_chunk_through_a_host_callback(tmp_path):
+    """The pure ``train(key)`` writes one ``train`` row per chunk while it runs."""
+    import jax
+
+    from kitae.compiled import config_for_jax_env, make_agent_train, metrics_logger
+    from kitae.envs.jax_env import make_jax_env
+
+    pytest.importorskip("gymnax")
+    env = make_jax_env("CartPole-v1")
+    config = config_for_jax_env(dqn_config(gym.make("CartPole-v1"), n_env_steps=400), env, 2)
+    agent = DQN("compiled", config)
+    logger = Logger(tmp_path / "run", backends=("jsonl",))
+    train = make_agent_train(agent, env, log_interval=100, log_callback=metrics_logger(logger))
+    _, metrics = jax.jit(train)(jax.random.PRNGKey(0))
+    jax.effects_barrier()
+    logger.flush()
+    rows = [
+        json.loads(line)
+        for line in (tmp_path / "run" / "train.jsonl").read_text().split("\n")
+        if line
+    ]
+    assert [r["step"] for r in rows] == [100, 200, 300, 400]
+    assert [r["step"] for r in rows] == np.asarray(metrics.env_steps).tolist()
+    assert sum(r["n_updates"] for r in rows) == int(np.asarray(metrics.n_updates).sum()) > 0
