@@ -299,6 +299,14 @@ class BaseAgent(IAgent):
     params_type: type | None = None
     """The algorithm's params dataclass (used by :meth:`default_config`)."""
 
+    def as_jax_env(self, env: Any) -> Any:
+        """The :class:`~kitae.envs.jax_env.JaxEnv` this agent acts in for ``env`` (a gymnax id,
+        gymnax env or JaxEnv) when evaluating on JAX envs; agents whose acting needs more than
+        observations (a search over env states) override it."""
+        from kitae.envs.jax_env import make_jax_env
+
+        return make_jax_env(env)
+
     traced_hyperparams: tuple[str, ...] = ()
     """Fields of ``algo_params`` that the acting function reads from :attr:`hyperparams` when
     given, so a compiled program can take them as traced values (a sweep vmaps over them, as
@@ -897,7 +905,12 @@ def replay_buffer_from_config(config: AlgoConfig, n_updates: int) -> ReplayBuffe
 
 
 def sequence_length_from_config(config: AlgoConfig) -> int | None:
-    """``algo_params.n_step`` when it is above 1 (samples are windows), else ``None``."""
+    """Transitions per sample: ``algo_params.sequence_length`` when the params have one (e.g.
+    recurrent agents), else ``algo_params.n_step`` when it is above 1 (samples are windows), else
+    ``None`` (single transitions)."""
+    length = getattr(config.algo_params, "sequence_length", None)
+    if length is not None:
+        return int(length)
     n_step = int(getattr(config.algo_params, "n_step", 1))
     return n_step if n_step > 1 else None
 

@@ -88,16 +88,26 @@ def make_jax_evaluator(
     from kitae.compiled import evaluate_compiled
     from kitae.envs.jax_env import make_jax_env
 
-    env = make_jax_env(env)
+    env = agent.as_jax_env(env) if hasattr(agent, "as_jax_env") else make_jax_env(env)
     greedy = agent.act_fn(greedy=True)
     hyperparams = dict(getattr(agent, "hyperparams", {}) or {})
 
-    def act(state, key, observations):
-        return greedy(state, key, observations, jnp.zeros((), jnp.int32), hyperparams)[0]
+    init_actor_state = getattr(agent, "init_actor_state", None)
+
+    def act(state, key, observations, *actor_state):
+        out = greedy(state, key, observations, jnp.zeros((), jnp.int32), hyperparams, *actor_state)
+        return out[0] if init_actor_state is None else (out[0], out[2])
 
     def evaluate_fn(state: Any, key: jax.Array) -> jax.Array:
         return evaluate_compiled(
-            act, state, env, key, n_episodes, max_steps, to_env_action=agent.to_env_action
+            act,
+            state,
+            env,
+            key,
+            n_episodes,
+            max_steps,
+            to_env_action=agent.to_env_action,
+            init_actor_state=init_actor_state,
         )
 
     return jax.jit(evaluate_fn)

@@ -1,4 +1,10 @@
-"""Built-in agents, each written with the four factories."""
+"""Built-in agents, each written with the four factories.
+
+``AlphaZero`` / ``AlphaZeroParams`` are imported on first use: their search needs ``mctx``
+(``pip install 'kitae[planning]'``).
+"""
+
+from typing import Any
 
 from kitae.algos.c51 import C51, C51Params
 from kitae.algos.dqn import DQN, DQNParams, QLearningParams
@@ -26,4 +32,14 @@ __all__ = [
     "TD3Params",
     "DDPG",
     "DDPGParams",
+    "AlphaZero",
+    "AlphaZeroParams",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("AlphaZero", "AlphaZeroParams"):
+        from kitae.algos import alphazero
+
+        return getattr(alphazero, name)
+    raise AttributeError(f"module 'kitae.algos' has no attribute {name!r}")

@@ -19,7 +19,9 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
+import tyro
 from tyro.conf import Positional
 
 from kitae.cli.runs import ALGORITHMS
@@ -102,7 +104,7 @@ class PlotArgs:
         title: figure title (default: the metric).
     """
 
-    run_dirs: Positional[tuple[str, ...]]
+    run_dirs: Annotated[Positional[tuple[str, ...]], tyro.conf.arg(metavar="RUN_DIR")]
     output: str = "curve.png"
     metric: str = "return"
     window: int = 10

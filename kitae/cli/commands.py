@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+import tyro
 from tyro.conf import Positional
 
 from kitae.cli.runs import (
@@ -180,7 +181,7 @@ class ResumeArgs:
         quiet: no progress bars.
     """
 
-    run_dir: Positional[str]
+    run_dir: Annotated[Positional[str], tyro.conf.arg(metavar="RUN_DIR")]
     steps: int | None = None
     eval_episodes: int | None = None
     quiet: bool = False
@@ -231,7 +232,7 @@ class EvalArgs:
         quiet: no progress bar.
     """
 
-    run_dir: Positional[str]
+    run_dir: Annotated[Positional[str], tyro.conf.arg(metavar="RUN_DIR")]
     episodes: int = 20
     seed: int | None = None
     video: bool = False

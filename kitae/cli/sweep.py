@@ -435,7 +435,9 @@ def wandb_sweep_config(
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kitae sweep",
-        description=__doc__.split("\n\n")[0],
+        description="Train one algorithm over a grid or a random sample of config values and "
+        "seeds; write a run directory per member and seed, a summary table, a plot and a wandb "
+        "sweep configuration.",
         epilog="Any other flag is a field of `kitae train ALGO` (see `kitae train ALGO --help`) "
         "and sets the sweep's base value, e.g. --env CartPole-v1 --train-cfg.n-env-steps 20000.",
     )
