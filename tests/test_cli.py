@@ -260,6 +260,8 @@ def test_train_on_a_gymnax_id_uses_the_compiled_path_and_logs_evaluations(tmp_cw
     assert [r["step"] for r in rows] == [400, 800, 800]
     assert main(["eval", str(run), "--episodes", "4", "--quiet"]) == 0
     assert _report(capsys)["eval_episodes"] == 4
+    assert main(["resume", str(run), "--steps", "200", "--quiet"]) == 0  # the compiled carry
+    assert _report(capsys)["env_steps"] == 1000
     assert main(["eval", str(run), "--video"]) == 2
     assert "gymnax" in capsys.readouterr().err
 
