@@ -19,11 +19,14 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 import yaml
 
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig
+
+if TYPE_CHECKING:
+    from kitae.base import BaseAgent
 
 
 class Algorithm(NamedTuple):
@@ -100,21 +103,29 @@ def algorithm(name: str) -> Algorithm:
     return ALGORITHMS[name]
 
 
-def agent_class(name: str) -> type:
+def agent_class(name: str) -> type[BaseAgent]:
     """The agent class of algorithm ``name``."""
     from kitae.config import import_class
 
-    return import_class(algorithm(name).agent_class)
+    return cast("type[BaseAgent]", import_class(algorithm(name).agent_class))
+
+
+def _params_type(name: str) -> type:
+    params_type = agent_class(name).params_type
+    if params_type is None:
+        raise ValueError(f"the agent of {name!r} declares no params_type.")
+    return params_type
 
 
 @functools.cache
 def spec_type(name: str) -> type:
     """The run-spec dataclass of algorithm ``name`` (see the module docstring)."""
     cls = agent_class(name)
+    params_type = _params_type(name)
     spec = dataclasses.make_dataclass(
         f"{cls.__name__}Run",
         [
-            ("algo_params", cls.params_type, field(default_factory=cls.params_type)),
+            ("algo_params", params_type, field(default_factory=params_type)),
             ("update_cfg", UpdateConfig, field(default_factory=UpdateConfig)),
             ("train_cfg", TrainConfig, field(default_factory=TrainConfig)),
         ],
@@ -135,7 +146,7 @@ def default_spec(name: str) -> Any:
     return spec_type(name)(
         env=entry.env,
         n_envs=cls.default_n_envs,
-        algo_params=cls.params_type(),
+        algo_params=_params_type(name)(),
         update_cfg=dataclasses.replace(cls.default_update_cfg),
         train_cfg=TrainConfig(n_env_steps=entry.n_env_steps),
     )

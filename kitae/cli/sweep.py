@@ -33,7 +33,7 @@ import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import yaml
@@ -51,6 +51,9 @@ from kitae.cli.runs import (
     spec_to_dict,
     write_spec,
 )
+
+if TYPE_CHECKING:
+    from kitae.base import BaseAgent
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint")
 _NOT_SWEPT = ("seed", "run_name", "runs_dir")
@@ -176,7 +179,7 @@ def _spec_with_seed(algo: str, args: list[str], config_file: str | None, seed: i
     return spec
 
 
-def _traced_paths(cls: type) -> dict[str, str]:
+def _traced_paths(cls: type[BaseAgent]) -> dict[str, str]:
     paths = {"update_cfg.learning_rate": "learning_rate"}
     paths.update({f"algo_params.{name}": name for name in cls.traced_hyperparams})
     return paths
