@@ -236,6 +236,7 @@ def _run_compiled(algo: str, runs: list[Run], sweep_dir: Path) -> list[dict[str,
         for config in configs:
             validate_config(config)
         agent = cls("sweep", configs[0])
+        env = agent.as_jax_env(env)  # e.g. the env a planning agent searches with
         n_steps = spec0.train_cfg.n_env_steps
         train = make_agent_train(agent, env, log_interval=max(n_steps // 20, 1))
         hyper = {
