@@ -418,3 +418,22 @@ def test_read_curve_drops_non_finite_values_and_smooth_is_a_trailing_mean(tmp_pa
     curve = read_curve(run)  # no episodes stream: the compiled loop's train stream
     assert curve.steps.tolist() == [2.0] and curve.values.tolist() == [4.0]
     np.testing.assert_allclose(smooth(np.array([1.0, 3.0, 5.0, 7.0]), 2), [1.0, 2.0, 4.0, 6.0])
+
+
+@pytest.mark.slow
+def test_pettingzoo_runs_train_sweep_and_log_per_agent_returns(tmp_cwd, capsys):
+    pytest.importorskip("mpe2")
+    env = ["--env", "pettingzoo:mpe2.simple_spread_v3", "--agent-id", *FAST_DQN]
+    assert main(["train", "dqn", *env, "--run-name", "ma"]) == 0
+    report = _report(capsys)
+    agents = {"agent_0", "agent_1", "agent_2"}
+    assert {k.split("/")[1] for k in report if k.startswith("eval_mean/")} == agents
+    rows = [json.loads(x) for x in (tmp_cwd / "runs/ma/episodes.jsonl").read_text().splitlines()]
+    assert rows and {f"return/{a}" for a in agents} <= set(rows[0])
+    assert main(["resume", "runs/ma"]) == 2
+    assert "multi-agent" in capsys.readouterr().err
+
+    sweep = ["sweep", "dqn", *env, "--name", "s", "--seeds", "1"]
+    assert main([*sweep, "--param", "algo_params.gamma=0.9,0.99"]) == 0
+    results = [json.loads(x) for x in (tmp_cwd / "runs/s/results.jsonl").read_text().splitlines()]
+    assert sorted(r["algo_params.gamma"] for r in results) == ["0.9", "0.99"]

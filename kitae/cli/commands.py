@@ -17,6 +17,7 @@ import tyro
 from tyro.conf import Positional
 
 from kitae.cli.runs import (
+    PETTINGZOO_PREFIX,
     agent_class,
     build_config,
     gymnax_id,
@@ -34,6 +35,8 @@ def check_run_options(spec: Any) -> None:
     check_int("seed", spec.seed, 0)
     check_int("eval_episodes", spec.eval_episodes, 0)
     check_int("video_episodes", spec.video_episodes, 1)
+    if spec.env.startswith(PETTINGZOO_PREFIX) and spec.video:
+        raise ValueError("video=True is for gymnasium envs; drop --video for a PettingZoo env.")
     if spec.video and gymnax_id(spec.env) is not None:
         raise ValueError(
             f"video=True needs a gymnasium env that renders frames; env={spec.env!r} is a gymnax "
@@ -136,6 +139,8 @@ def run_training(algo: str, spec: Any, *, quiet: bool | None = None) -> dict[str
     if spec.n_envs is None:
         spec.n_envs = cls.default_n_envs
     check_run_options(spec)
+    if spec.env.startswith(PETTINGZOO_PREFIX):
+        return _run_multi_agent(algo, spec, quiet)
     env = make_env(spec.env, spec.n_envs)
     try:
         config = build_config(spec, env)
@@ -155,6 +160,61 @@ def run_training(algo: str, spec: Any, *, quiet: bool | None = None) -> dict[str
     return _report(algo, spec, run_dir, summary, result)
 
 
+def _run_multi_agent(algo: str, spec: Any, quiet: bool) -> dict[str, Any]:
+    """Trains ``spec`` on a PettingZoo parallel env with :class:`kitae.multiagent.MultiAgentTrainer`
+    and evaluates the team and per-agent greedy returns (logged to the ``eval`` stream)."""
+    from kitae.multiagent import MultiAgentTrainer
+
+    env = make_env(spec.env, 1)
+    run_dir = run_directory(algo, spec)
+    trainer = MultiAgentTrainer(
+        env,
+        agent_class(algo),
+        n_steps=spec.train_cfg.n_env_steps,
+        grouping=spec.grouping,
+        agent_id=spec.agent_id,
+        seed=spec.seed,
+        algo_params=spec.algo_params,
+        update_cfg=spec.update_cfg,
+        train_cfg=spec.train_cfg,
+        run_name=run_dir.name,
+        run_dir=run_dir.parent,
+    )
+    write_spec(run_dir, algo, spec)
+    summary = trainer.train(progress_bar=not quiet)
+    summary["n_updates"] = sum(summary["n_updates"].values())
+    result: dict[str, Any] = {}
+    if spec.eval_episodes:
+        returns = trainer.evaluate(
+            make_env(spec.env, 1), spec.eval_episodes, seed=10_000 + spec.seed
+        )
+        result = {
+            "eval_mean": float(np.mean(returns["return"])),
+            "eval_std": float(np.std(returns["return"])),
+            "eval_episodes": int(spec.eval_episodes),
+            **{
+                f"eval_mean/{name[len('return/') :]}": float(np.mean(values))
+                for name, values in returns.items()
+                if name.startswith("return/")
+            },
+        }
+        trainer.logger.log(
+            "eval",
+            trainer.env_steps,
+            {
+                "eval_return_mean": result["eval_mean"],
+                "eval_return_std": result["eval_std"],
+                **{
+                    k.replace("eval_mean/", "eval_return_mean/"): v
+                    for k, v in result.items()
+                    if "/" in k
+                },
+            },
+        )
+    trainer.logger.close()
+    return _report(algo, spec, run_dir, summary, result)
+
+
 def _evaluate_spec(agent: Any, spec: Any, run_dir: Path, quiet: bool) -> dict[str, Any]:
     if spec.eval_episodes == 0:
         return {}
@@ -168,6 +228,14 @@ def _evaluate_spec(agent: Any, spec: Any, run_dir: Path, quiet: bool) -> dict[st
         video_dir=run_dir / "videos",
         progress_bar=not quiet,
     )
+
+
+def _check_single_agent(spec: Any, command: str) -> None:
+    if spec.env.startswith(PETTINGZOO_PREFIX):
+        raise ValueError(
+            f"kitae {command} works on single-agent runs; {spec.env} is a multi-agent run, which "
+            "writes no checkpoint of its loop: train it again with kitae train."
+        )
 
 
 @dataclass
@@ -192,6 +260,7 @@ def resume_run(args: ResumeArgs) -> dict[str, Any]:
     buffer come from the checkpoint (see :mod:`kitae.checkpoint`); logs are appended."""
     run_dir = Path(args.run_dir)
     algo, spec = read_spec(run_dir)
+    _check_single_agent(spec, "resume")
     if args.eval_episodes is not None:
         check_int("eval_episodes", args.eval_episodes, 0)
         spec.eval_episodes = args.eval_episodes
@@ -246,6 +315,8 @@ def eval_run(args: EvalArgs) -> dict[str, Any]:
     from kitae.checkpoint import find_checkpoint, read_meta
     from kitae.logger import Logger
 
+    if (Path(args.run_dir) / "config.yaml").is_file():
+        _check_single_agent(read_spec(args.run_dir)[1], "eval")
     checkpoint = find_checkpoint(args.run_dir)
     run_dir = checkpoint.parent.parent
     algo, spec = read_spec(run_dir)

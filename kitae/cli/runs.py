@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import functools
+import importlib
 import inspect
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, cast
 
 import yaml
 
@@ -63,7 +64,9 @@ class RunOptions:
     Attributes:
         env: env id: a gymnasium id such as CartPole-v1, or a gymnax id written as
             gymnax:<id> (gymnax:CartPole-v1), or bare when gymnasium does not know it
-            (Catch-bsuite). gymnax envs train on the compiled path.
+            (Catch-bsuite), or a PettingZoo parallel env written as pettingzoo:<module>
+            (pettingzoo:mpe2.simple_spread_v3, whose parallel_env() is called). gymnax envs
+            train on the compiled path, PettingZoo envs with kitae.multiagent.
         seed: the run's one seed (params, exploration, minibatches, env resets).
         n_envs: vectorized envs (default: the agent's own).
         run_name: name of the run directory <runs_dir>/<run_name> (default:
@@ -75,6 +78,9 @@ class RunOptions:
             rgb_array render mode; needs pip install 'kitae[video]').
         video_episodes: how many evaluation episodes the video records.
         quiet: no progress bars.
+        grouping: PettingZoo envs: shared (one network for all agents) or independent (one
+            per agent).
+        agent_id: PettingZoo envs: append a one-hot agent id to each observation.
     """
 
     env: str = "CartPole-v1"
@@ -86,6 +92,8 @@ class RunOptions:
     video: bool = False
     video_episodes: int = 1
     quiet: bool = False
+    grouping: Literal["shared", "independent"] = "shared"
+    agent_id: bool = False
 
 
 RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions))
@@ -319,12 +327,39 @@ def gymnax_id(env_id: str) -> str | None:
     return env_id if env_id in gymnax.registered_envs else None
 
 
-def make_env(env_id: str, n_envs: int) -> Any:
-    """The training env of a run: a gymnasium vector env, or a :class:`~kitae.envs.jax_env.JaxEnv`.
+PETTINGZOO_PREFIX = "pettingzoo:"
+
+
+def pettingzoo_env(env_id: str) -> Any:
+    """The PettingZoo ``ParallelEnv`` of ``pettingzoo:<module>`` (``<module>.parallel_env()``),
+    or ``None`` for another id.
 
     Raises:
-        ValueError: if the id is registered neither in gymnasium nor in gymnax.
+        ValueError: if the module cannot be imported or has no ``parallel_env``.
     """
+    if not env_id.startswith(PETTINGZOO_PREFIX):
+        return None
+    module_name = env_id[len(PETTINGZOO_PREFIX) :]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"env={env_id!r}: cannot import {module_name}: {err}") from err
+    if not hasattr(module, "parallel_env"):
+        raise ValueError(f"env={env_id!r}: {module_name} has no parallel_env().")
+    return module.parallel_env()
+
+
+def make_env(env_id: str, n_envs: int) -> Any:
+    """The training env of a run: a gymnasium vector env, a :class:`~kitae.envs.jax_env.JaxEnv`
+    or a PettingZoo ``ParallelEnv``.
+
+    Raises:
+        ValueError: if the id is registered neither in gymnasium nor in gymnax, nor an importable
+            PettingZoo env.
+    """
+    parallel = pettingzoo_env(env_id)
+    if parallel is not None:
+        return parallel
     jax_id = gymnax_id(env_id)
     if jax_id is not None:
         from kitae.envs.jax_env import make_jax_env
