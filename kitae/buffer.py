@@ -42,6 +42,8 @@ class Experience(NamedTuple):
         truncated: the episode was cut by a time limit at ``t+1``: bootstrap, but do not continue
             the return into the next episode.
         value: optional extra, e.g. ``V(o_t)`` stored by actor-critic agents.
+        actor_state: optional acting state before ``o_t`` (e.g. a recurrent agent's core
+            state, zero at an episode's first step), so that a sampled window can restart from it.
     """
 
     observation: Any
@@ -52,6 +54,7 @@ class Experience(NamedTuple):
     log_prob: Any = None
     truncated: Any = None
     value: Any = None
+    actor_state: Any = None
 
 
 @struct.dataclass

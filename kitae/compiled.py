@@ -44,8 +44,11 @@ from kitae.modules.optimizer import set_learning_rate
 from kitae.modules.train_state import TrainState
 from kitae.schedules import off_policy_min_transitions, off_policy_update_count
 
-ActFn = Callable[[Any, jax.Array, Any, jax.Array, dict], tuple[jax.Array, jax.Array]]
-"""``act_fn(state, key, observations, env_steps, hyperparams) -> (actions, log_probs)``."""
+ActFn = Callable[..., tuple]
+"""``act_fn(state, key, observations, env_steps, hyperparams) -> (actions, log_probs)``; for
+agents with an acting state (``init_actor_state`` given, e.g. recurrent agents)
+``act_fn(state, key, observations, env_steps, hyperparams, actor_state) -> (actions, log_probs,
+actor_state)``."""
 
 
 @struct.dataclass
@@ -62,6 +65,8 @@ class RunnerState:
         episode_return: ``[N]`` return of the running episodes.
         episode_length: ``[N]`` length of the running episodes.
         hyperparams: traced hyperparameters of this run (e.g. ``learning_rate``).
+        actor_state: the acting state carried between env steps (e.g. a recurrent core state
+            ``[N, D]``, reset where an episode ended); ``None`` for agents without one.
     """
 
     agent_state: Any
@@ -73,6 +78,7 @@ class RunnerState:
     episode_return: jax.Array
     episode_length: jax.Array
     hyperparams: dict
+    actor_state: Any = None
 
 
 @struct.dataclass
@@ -161,6 +167,7 @@ class CompiledTrain:
         skip_steps: int = 1,
         axis_name: str | None = None,
         initial_env_steps: int = 0,
+        init_actor_state: Callable[[int], Any] | None = None,
     ):
         if algo_type not in ("off_policy", "on_policy"):
             raise ValueError(
@@ -171,6 +178,7 @@ class CompiledTrain:
         self.algo_type = algo_type
         self.train_state_factory = train_state_factory
         self.act_fn = act_fn
+        self.init_actor_state = init_actor_state
         self.to_env_action = to_env_action or (lambda a: a)
         self.log_callback = log_callback
         self.axis_name = axis_name
@@ -266,9 +274,12 @@ class CompiledTrain:
                 is_leaf=lambda s: isinstance(s, TrainState),
             )
         observation, env_state = jax.vmap(self.env.reset)(jax.random.split(reset_key, self.n_envs))
+        actor_state = None
+        if self.init_actor_state is not None:
+            actor_state = self.init_actor_state(self.n_envs)
         buffer_state = None
         if self.buffer is not None:
-            example = self._example_experience(agent_state, observation, hyperparams)
+            example = self._example_experience(agent_state, observation, hyperparams, actor_state)
             buffer_state = self.buffer.init(example)
         return RunnerState(
             agent_state=agent_state,
@@ -280,17 +291,17 @@ class CompiledTrain:
             episode_return=jnp.zeros((self.n_envs,), jnp.float32),
             episode_length=jnp.zeros((self.n_envs,), jnp.int32),
             hyperparams={k: jnp.asarray(v) for k, v in hyperparams.items()},
+            actor_state=actor_state,
         )
 
-    def _example_experience(self, agent_state, observation, hyperparams) -> Experience:
-        actions, log_probs = jax.eval_shape(
-            self.act_fn,
-            agent_state,
-            jax.random.PRNGKey(0),
-            observation,
-            jnp.zeros((), jnp.int32),
-            hyperparams,
-        )
+    def _example_experience(
+        self, agent_state, observation, hyperparams, actor_state=None
+    ) -> Experience:
+        args = (agent_state, jax.random.PRNGKey(0), observation, jnp.zeros((), jnp.int32))
+        if actor_state is None:
+            actions, log_probs = jax.eval_shape(self.act_fn, *args, hyperparams)
+        else:
+            actions, log_probs, _ = jax.eval_shape(self.act_fn, *args, hyperparams, actor_state)
         zeros = lambda s: jnp.zeros(s.shape, s.dtype)  # noqa: E731
         n = self.n_envs
         return Experience(
@@ -301,14 +312,20 @@ class CompiledTrain:
             next_observation=observation,
             log_prob=zeros(log_probs),
             truncated=jnp.zeros((n,), bool),
+            actor_state=actor_state,
         )
 
     def _env_step(self, runner: RunnerState, keys: jax.Array):
         """One step of the N envs with ``keys [N + 1, 2]`` (acting, then one per env); returns
         the new runner pieces and the transition."""
-        actions, log_probs = self.act_fn(
-            runner.agent_state, keys[0], runner.observation, runner.env_steps, runner.hyperparams
-        )
+        args = (runner.agent_state, keys[0], runner.observation, runner.env_steps)
+        if runner.actor_state is None:
+            actions, log_probs = self.act_fn(*args, runner.hyperparams)
+            actor_state = None
+        else:
+            actions, log_probs, actor_state = self.act_fn(
+                *args, runner.hyperparams, runner.actor_state
+            )
         step = jax.vmap(self.env.step)(keys[1:], runner.env_state, self.to_env_action(actions))
         experience = Experience(
             observation=runner.observation,
@@ -318,8 +335,15 @@ class CompiledTrain:
             next_observation=step.next_observation,
             log_prob=log_probs,
             truncated=step.truncated,
+            actor_state=runner.actor_state,
         )
         ended = step.terminated | step.truncated
+        if actor_state is not None:  # the next step of an ended episode starts a new one
+            actor_state = jax.tree.map(
+                lambda first, x: jnp.where(ended.reshape((-1,) + (1,) * (x.ndim - 1)), first, x),
+                self.init_actor_state(self.n_envs),
+                actor_state,
+            )
         episode_return = runner.episode_return + step.reward
         episode_length = runner.episode_length + 1
         finished = (
@@ -333,6 +357,7 @@ class CompiledTrain:
             env_steps=runner.env_steps + self.n_envs,
             episode_return=jnp.where(ended, 0.0, episode_return),
             episode_length=jnp.where(ended, 0, episode_length),
+            actor_state=actor_state,
         )
         return runner, experience, finished
 
@@ -343,7 +368,7 @@ class CompiledTrain:
 
     def _rollout_shape(self, runner: RunnerState):
         example = self._example_experience(
-            runner.agent_state, runner.observation, runner.hyperparams
+            runner.agent_state, runner.observation, runner.hyperparams, runner.actor_state
         )
         return jax.tree.map(
             lambda x: jax.ShapeDtypeStruct((self.rollout_steps, *x.shape), x.dtype), example
@@ -487,6 +512,7 @@ def make_train(
     n_env_steps: int | None = None,
     log_interval: int | None = None,
     log_callback: Callable[[Metrics], None] | None = None,
+    init_actor_state: Callable[[int], Any] | None = None,
 ) -> CompiledTrain:
     """Builds ``train(key, hyperparams=None) -> (runner, metrics)`` from the four factories.
 
@@ -506,6 +532,10 @@ def make_train(
         n_env_steps: transitions to train for (default ``config.train_cfg.n_env_steps``).
         log_interval: transitions per metrics row (default: 1% of the run).
         log_callback: called on the host with each :class:`Metrics` row while the program runs.
+        init_actor_state: ``n_envs -> actor_state`` for an explore function with an acting
+            state, ``explore_fn(state, key, obs, actor_state, **kwargs) -> (actions, log_probs,
+            actor_state)`` (e.g. a recurrent core state); the loop carries it between steps and
+            resets it to this initial value where an episode ended.
 
     Returns:
         A :class:`CompiledTrain`; ``jax.jit(jax.vmap(train))(keys)`` trains one agent per key.
@@ -514,9 +544,9 @@ def make_train(
     check_compiled_config(config, env)
     explore_fn = explore_factory(config)
 
-    def act_fn(state, key, observations, env_steps, hyperparams):
+    def act_fn(state, key, observations, env_steps, hyperparams, *actor_state):
         kwargs = {} if explore_hyperparams is None else explore_hyperparams(env_steps, hyperparams)
-        return explore_fn(state, key, observations, **kwargs)
+        return explore_fn(state, key, observations, *actor_state, **kwargs)
 
     p = config.algo_params
     return CompiledTrain(
@@ -533,6 +563,7 @@ def make_train(
         log_callback=log_callback,
         start_step=int(getattr(p, "start_step", -1)),
         skip_steps=int(getattr(p, "skip_steps", 1)),
+        init_actor_state=init_actor_state,
     )
 
 
@@ -556,6 +587,7 @@ def evaluate_compiled(
     n_episodes: int = 128,
     max_steps: int | None = None,
     to_env_action: Callable[[jax.Array], jax.Array] | None = None,
+    init_actor_state: Callable[[int], Any] | None = None,
 ) -> jax.Array:
     """Returns ``[n_episodes]`` undiscounted returns of ``act_fn`` on a JAX env, compiled.
 
@@ -567,6 +599,9 @@ def evaluate_compiled(
         n_episodes: episodes run side by side.
         max_steps: step cap (default: the env's ``max_steps_in_episode``).
         to_env_action: maps actions to env actions.
+        init_actor_state: for an ``act_fn(state, key, observations, actor_state) -> (actions,
+            actor_state)`` with an acting state (e.g. recurrent agents): ``n -> actor_state``,
+            its value at the start of the episodes.
     """
     env = make_jax_env(env)
     to_env_action = to_env_action or (lambda a: a)
@@ -576,18 +611,23 @@ def evaluate_compiled(
     obs, env_state = jax.vmap(env.reset)(jax.random.split(reset_key, n_episodes))
 
     def body(carry, step_key):
-        obs, env_state, returns, running = carry
+        obs, env_state, returns, running, actor_state = carry
         k_act, k_env = jax.random.split(step_key)
-        actions = act_fn(state, k_act, obs)
+        if init_actor_state is None:
+            actions = act_fn(state, k_act, obs)
+        else:  # each episode runs once: the acting state needs no reset
+            actions, actor_state = act_fn(state, k_act, obs, actor_state)
         step = jax.vmap(env.step)(
             jax.random.split(k_env, n_episodes), env_state, to_env_action(actions)
         )
         returns = returns + step.reward * running
         running = running & ~(step.terminated | step.truncated)
-        return (step.observation, step.state, returns, running), None
+        return (step.observation, step.state, returns, running, actor_state), None
 
-    init = (obs, env_state, jnp.zeros((n_episodes,), jnp.float32), jnp.ones((n_episodes,), bool))
-    (_, _, returns, _), _ = jax.lax.scan(body, init, jax.random.split(key, max_steps))
+    actor_state = None if init_actor_state is None else init_actor_state(n_episodes)
+    returns, running = jnp.zeros((n_episodes,), jnp.float32), jnp.ones((n_episodes,), bool)
+    init = (obs, env_state, returns, running, actor_state)
+    (_, _, returns, _, _), _ = jax.lax.scan(body, init, jax.random.split(key, max_steps))
     return returns
 
 
@@ -629,7 +669,9 @@ def make_agent_train(
     """The compiled ``train(key, hyperparams=None)`` of a kitae agent on a JAX env.
 
     It uses the agent's own factories and runs the agent's :meth:`explore` method inside the
-    program (see :meth:`kitae.base.BaseAgent.tracing`), so a custom agent trains unchanged.
+    program (see :meth:`kitae.base.BaseAgent.tracing`), so a custom agent trains unchanged. An
+    agent with an ``init_actor_state(n_envs)`` method (e.g. a recurrent agent) has its acting
+    state carried by the loop (see :class:`RunnerState`).
     ``train(key)`` initialises a fresh state from ``key``: vmap it over keys for many seeds.
     """
     env = make_jax_env(env)
@@ -651,6 +693,7 @@ def make_agent_train(
         start_step=int(getattr(p, "start_step", -1)),
         skip_steps=int(getattr(p, "skip_steps", 1)),
         initial_env_steps=initial_env_steps,
+        init_actor_state=getattr(agent, "init_actor_state", None),
     )
 
 

@@ -58,10 +58,11 @@ def off_policy_update_count(
 
 def off_policy_min_transitions(config: AlgoConfig) -> int:
     """Transitions an off-policy run must hold before its first update: ``batch_size``, and at
-    least one full window of ``algo_params.n_step`` transitions per env when samples are
-    windows."""
-    n_step = max(int(getattr(config.algo_params, "n_step", 1)), 1)
-    return max(config.update_cfg.batch_size, config.env_cfg.n_envs * n_step)
+    least one full window of ``algo_params.sequence_length`` (or else ``algo_params.n_step``)
+    transitions per env when samples are windows."""
+    p = config.algo_params
+    window = getattr(p, "sequence_length", None) or getattr(p, "n_step", 1)
+    return max(config.update_cfg.batch_size, config.env_cfg.n_envs * max(int(window), 1))
 
 
 def off_policy_gradient_steps(config: AlgoConfig) -> int:

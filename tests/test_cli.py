@@ -59,6 +59,9 @@ def _flag(path: str) -> str:
 def _other_value(hint: typing.Any, default: typing.Any) -> tuple[list[str], typing.Any]:
     """Command-line tokens of a valid value different from ``default``, and the parsed value."""
     args = typing.get_args(hint)
+    if typing.get_origin(hint) is typing.Literal:
+        other = next(a for a in args if a != default)
+        return [str(other)], other
     if isinstance(default, bool):
         return [], not default
     if default is None:

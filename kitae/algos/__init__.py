@@ -11,6 +11,7 @@ from kitae.algos.dqn import DQN, DQNParams, QLearningParams
 from kitae.algos.iqn import IQN, IQNParams
 from kitae.algos.ppo import PPO, PPOParams
 from kitae.algos.qrdqn import QRDQN, QRDQNParams
+from kitae.algos.r2d2 import R2D2, R2D2Params
 from kitae.algos.sac import SAC, SACParams
 from kitae.algos.td3 import DDPG, TD3, DDPGParams, TD3Params
 
@@ -26,6 +27,8 @@ __all__ = [
     "IQNParams",
     "PPO",
     "PPOParams",
+    "R2D2",
+    "R2D2Params",
     "SAC",
     "SACParams",
     "TD3",

@@ -50,6 +50,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "sac": Algorithm("kitae.algos.sac:SAC", "Pendulum-v1", 20_000),
     "td3": Algorithm("kitae.algos.td3:TD3", "Pendulum-v1", 20_000),
     "ddpg": Algorithm("kitae.algos.td3:DDPG", "Pendulum-v1", 20_000),
+    "r2d2": Algorithm("kitae.algos.r2d2:R2D2", "gymnax:MemoryChain-bsuite", 20_000),
     "alphazero": Algorithm("kitae.algos.alphazero:AlphaZero", "gymnax:Catch-bsuite", 16_384),
 }
 """The algorithms of ``kitae train``: name -> agent class, default env and training length."""

@@ -1,0 +1,541 @@
+"""R2D2: recurrent Q-learning from replayed sequences with stored core states and burn-in.
+
+The Q-network is an MLP torso, an LSTM or GRU core and a Q head
+(:class:`~kitae.modules.recurrent.RecurrentQNetwork`). Acting carries the core state from one
+env step to the next, zeroed where the previous step ended an episode; every stored transition
+keeps the core state it was acted from (``Experience.actor_state``), so a replayed window of
+``sequence_length`` steps restarts from the state stored at its first step. The first
+``burn_in`` steps of a window only unroll the online and target cores from that state (no
+gradient, no loss); the loss covers the remaining steps with n-step or Q(lambda) targets,
+double-Q action choice, optional value rescaling, episode boundaries respected (the core resets
+after an episode end, a termination stops bootstrapping, a time-limit truncation bootstraps from
+the final observation without continuing into the next episode). With prioritized replay a
+window's priority is ``eta * max_t |delta_t| + (1 - eta) * mean_t |delta_t|``.
+
+See "Recurrent Experience Replay in Distributed Reinforcement Learning", Kapturowski et al.,
+2019; "Observe and Look Further: Achieving Consistent Performance on Atari", Pohlen et al., 2018
+(value rescaling); "Rainbow", Hessel et al., 2018.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import rlax
+
+from kitae.algos.dqn import (
+    LOSSES,
+    QLearningParams,
+    build_q_network,
+    epsilon_greedy,
+    epsilon_schedule,
+    q_learning_update_step,
+)
+from kitae.base import OffPolicyAgent
+from kitae.buffer import Experience
+from kitae.config import AlgoConfig, UpdateConfig, check_int_param
+from kitae.modules.optimizer import make_optimizer
+from kitae.modules.recurrent import (
+    CELLS,
+    RecurrentQNetwork,
+    core_state_size,
+    recurrent_qvalue_factory,
+)
+from kitae.modules.train_state import TrainState
+from kitae.schedules import off_policy_gradient_steps
+from kitae.types import Params
+
+TARGETS = ("n_step", "q_lambda")
+
+
+@dataclass
+class R2D2Params(QLearningParams):
+    """R2D2 hyperparameters (see :class:`~kitae.algos.dqn.QLearningParams` for the shared ones).
+
+    The defaults suit small memory tasks (a few thousand env steps per minute on a CPU).
+
+    Attributes:
+        cell: recurrent core, ``"lstm"`` or ``"gru"``.
+        core_size: hidden units of the core.
+        sequence_length: steps per replayed window (burn-in included).
+        burn_in: leading steps of each window that only warm the cores up from the stored state.
+        target: ``"n_step"`` (n-step double-Q returns) or ``"q_lambda"`` (Peng's Q(lambda)
+            returns bootstrapped with double-Q values).
+        td_lambda: lambda of ``"q_lambda"``.
+        value_rescaling: learn ``h(Q)`` with the signed hyperbolic ``h`` of Pohlen et al. (2018).
+        priority_mix: ``eta`` of a window's priority ``eta * max|delta| + (1 - eta) *
+            mean|delta|``.
+        loss: ``"mse"`` or ``"huber"``, per step, averaged over the window.
+    """
+
+    cell: str = "lstm"
+    core_size: int = 64
+    sequence_length: int = 20
+    burn_in: int = 4
+    target: str = "n_step"
+    n_step: int = 3
+    td_lambda: float = 0.9
+    value_rescaling: bool = False
+    priority_mix: float = 0.9
+    prioritized: bool = True
+    priority_exponent: float = 0.9
+    importance_exponent: float = 0.6
+    loss: str = "mse"
+    hidden_sizes: Sequence[int] = (64,)
+    start_step: int = 1000
+    skip_steps: int = 4
+
+    def validate(self, config: AlgoConfig) -> None:
+        super().validate(config)
+        if self.cell not in CELLS:
+            raise ValueError(f"algo_params.cell={self.cell!r} is invalid: use one of {CELLS}.")
+        if self.target not in TARGETS:
+            raise ValueError(
+                f"algo_params.target={self.target!r} is invalid: use one of {TARGETS}."
+            )
+        if self.loss not in LOSSES:
+            raise ValueError(
+                f"algo_params.loss={self.loss!r} is invalid: use one of {list(LOSSES)}."
+            )
+        check_int_param(self, "core_size", 1)
+        check_int_param(self, "sequence_length", 2)
+        check_int_param(self, "burn_in", 0)
+        if self.burn_in >= self.sequence_length:
+            raise ValueError(
+                f"algo_params.burn_in={self.burn_in} must be smaller than "
+                f"algo_params.sequence_length={self.sequence_length}: no step would be learned."
+            )
+        slots = config.update_cfg.max_buffer_size // config.env_cfg.n_envs
+        if self.sequence_length > slots:
+            raise ValueError(
+                f"algo_params.sequence_length={self.sequence_length} is longer than the replay "
+                f"buffer's {slots} slots per env; lower it or raise update_cfg.max_buffer_size."
+            )
+        if not 0.0 <= self.td_lambda <= 1.0:
+            raise ValueError(
+                f"algo_params.td_lambda={self.td_lambda!r} is invalid: it must be in [0, 1]."
+            )
+        if not 0.0 <= self.priority_mix <= 1.0:
+            raise ValueError(
+                f"algo_params.priority_mix={self.priority_mix!r} is invalid: it must be in [0, 1]."
+            )
+
+
+class R2D2Batch(NamedTuple):
+    """Replayed windows for :func:`update_step_factory`, batch-major.
+
+    Attributes:
+        observation: ``[B, L, ...]``.
+        action: ``int32[B, L]``.
+        reward: ``float32[B, L]``.
+        terminated: ``bool[B, L]``, the episode terminated after step ``t``.
+        truncated: ``bool[B, L]``, the episode hit its time limit after step ``t``.
+        next_observation: ``[B, L, ...]``, the true next observation of step ``t``.
+        core_state: ``[B, D]``, the stored core state before step 0.
+        weight: ``[B]`` importance weights (ones without prioritized replay).
+    """
+
+    observation: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    next_observation: jax.Array
+    core_state: jax.Array
+    weight: jax.Array
+
+
+def build_recurrent_q_network(
+    config: AlgoConfig, preprocess_fn: Callable | None = None
+) -> RecurrentQNetwork:
+    """The :class:`RecurrentQNetwork` that ``config.algo_params`` describes."""
+    p: R2D2Params = config.algo_params
+    return build_q_network(
+        config, recurrent_qvalue_factory, preprocess_fn, core_size=p.core_size, cell=p.cell
+    )
+
+
+def train_state_r2d2_factory(
+    key: jax.Array,
+    config: AlgoConfig,
+    *,
+    preprocess_fn: Callable | None = None,
+    tabulate: bool = False,
+) -> TrainState:
+    """The recurrent Q-network's TrainState; ``target_params`` start equal to ``params``."""
+    network = build_recurrent_q_network(config, preprocess_fn)
+    observations = jnp.zeros((1, 1, *config.env_cfg.observation_space.shape), jnp.float32)
+    inputs = (observations, jnp.zeros((1, 1), bool), network.initial_state(1), observations)
+    if tabulate:
+        print(network.tabulate(key, *inputs, console_kwargs={"width": 120}))
+    params = network.init(key, *inputs)
+    return TrainState.create(
+        apply_fn=network.apply,
+        params=params,
+        target_params=params,
+        tx=make_optimizer(config.update_cfg, off_policy_gradient_steps(config)),
+    )
+
+
+def explore_factory(config: AlgoConfig) -> Callable:
+    """``explore_fn(state, key, observations [N, ...], core_state [N, D], exploration) ->
+    (actions [N], log_probs [N], core_state [N, D])``: epsilon-greedy on one core step.
+
+    ``core_state`` is the state before ``observations`` (already zero for envs whose episode
+    starts here); the returned one is the state after them.
+    """
+    del config
+
+    def explore_fn(
+        state: TrainState,
+        key: jax.Array,
+        observations: jax.Array,
+        core_state: jax.Array,
+        exploration: float | jax.Array,
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        observations = jnp.asarray(observations)
+        resets = jnp.zeros((1, observations.shape[0]), bool)
+        out = state.apply_fn(state.params, observations[None], resets, jnp.asarray(core_state))
+        actions, log_probs = epsilon_greedy(key, out.q[0], exploration)
+        return actions, log_probs, out.states[0]
+
+    return explore_fn
+
+
+def process_experience_factory(config: AlgoConfig) -> Callable:
+    """``process_experience_fn(state, key, experience [B, L]) -> R2D2Batch``: the replayed
+    windows with their stored start core states (targets need the online unroll, so they are
+    computed in the update step)."""
+    del config
+
+    def process_experience_fn(
+        state: TrainState, key: jax.Array, experience: Experience
+    ) -> R2D2Batch:
+        del state, key
+        if experience.actor_state is None:
+            raise ValueError(
+                "R2D2 needs the core state stored with every transition (Experience.actor_state)."
+            )
+        truncated = experience.truncated
+        if truncated is None:
+            truncated = jnp.zeros_like(experience.done)
+        reward = experience.reward.astype(jnp.float32)
+        return R2D2Batch(
+            observation=experience.observation,
+            action=experience.action.astype(jnp.int32),
+            reward=reward,
+            terminated=experience.done.astype(bool),
+            truncated=truncated.astype(bool),
+            next_observation=experience.next_observation,
+            core_state=experience.actor_state[:, 0],
+            weight=jnp.ones(reward.shape[:1], jnp.float32),
+        )
+
+    return process_experience_fn
+
+
+def sequence_targets(
+    r_t: jax.Array,
+    terminated_t: jax.Array,
+    truncated_t: jax.Array,
+    v_t: jax.Array,
+    *,
+    gamma: float,
+    target: str,
+    n_step: int,
+    td_lambda: float,
+    value_rescaling: bool,
+) -> jax.Array:
+    """Return targets of one window, ``[T]``, with gradients stopped.
+
+    Hand-composed from ``rlax.transformed_n_step_returns`` / ``rlax.transformed_lambda_returns``
+    rather than ``rlax.transformed_n_step_q_learning`` / ``rlax.transformed_q_lambda`` because
+    those have no per-step lambda to stop a return at a time-limit truncation, and
+    ``transformed_q_lambda`` bootstraps with ``max_a q`` (no double-Q).
+
+    Args:
+        r_t: ``[T]`` reward of transition ``t``.
+        terminated_t: ``[T]``, the episode terminated after transition ``t`` (no bootstrap).
+        truncated_t: ``[T]``, the episode was truncated after ``t``: bootstrap from ``v_t[t]``
+            and do not continue the return into the next episode.
+        v_t: ``[T]`` bootstrap value of transition ``t``'s true next observation, in the
+            network's (possibly rescaled) value space.
+        gamma: discount.
+        target: ``"n_step"`` or ``"q_lambda"``.
+        n_step: steps of ``"n_step"`` (fewer near the window's end).
+        td_lambda: lambda of ``"q_lambda"``.
+        value_rescaling: ``v_t`` and the targets are ``h(.)`` of values (signed hyperbolic).
+    """
+    chex.assert_rank([r_t, terminated_t, truncated_t, v_t], 1)
+    chex.assert_equal_shape([r_t, terminated_t, truncated_t, v_t])
+    tx = rlax.SIGNED_HYPERBOLIC_PAIR if value_rescaling else rlax.IDENTITY_PAIR
+    discount_t = gamma * (1.0 - terminated_t.astype(jnp.float32))
+    cut_t = 1.0 - truncated_t.astype(jnp.float32)
+    r_t, v_t = r_t.astype(jnp.float32), v_t.astype(jnp.float32)
+    if target == "n_step":
+        targets = rlax.transformed_n_step_returns(tx, r_t, discount_t, v_t, n_step, lambda_t=cut_t)
+    else:
+        targets = rlax.transformed_lambda_returns(tx, r_t, discount_t, v_t, td_lambda * cut_t)
+    return jax.lax.stop_gradient(targets)
+
+
+class SequenceLosses(NamedTuple):
+    """Per-window results of :func:`r2d2_sequence_losses`.
+
+    Attributes:
+        losses: ``[B]`` TD loss averaged over each window's learned steps.
+        priorities: ``[B]`` ``eta * max_t |delta_t| + (1 - eta) * mean_t |delta_t|``.
+        td_error: ``[T - burn_in, B]`` TD errors of the learned steps.
+        q_taken: ``[T - burn_in, B]`` online Q-values of the taken actions.
+    """
+
+    losses: jax.Array
+    priorities: jax.Array
+    td_error: jax.Array
+    q_taken: jax.Array
+
+
+def r2d2_sequence_losses(
+    apply_fn: Callable,
+    params: Params,
+    target_params: Params,
+    batch: R2D2Batch,
+    p: R2D2Params,
+) -> SequenceLosses:
+    """TD losses of replayed windows: burn-in, then double-Q n-step or Q(lambda) targets.
+
+    Both cores start from ``batch.core_state`` and reset after every episode end in the window.
+    The first ``p.burn_in`` steps are unrolled without gradient and excluded from the loss.
+
+    Args:
+        apply_fn: the :class:`~kitae.modules.recurrent.RecurrentQNetwork`'s ``apply``.
+        params: online params (differentiated).
+        target_params: target params.
+        batch: windows of ``L = p.sequence_length`` steps (see :class:`R2D2Batch`).
+        p: the params (``burn_in``, ``gamma``, ``double_q``, ``target``, ``n_step``,
+            ``td_lambda``, ``value_rescaling``, ``priority_mix``, ``loss``).
+    """
+    time_major = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
+    observations = time_major(batch.observation)
+    next_observations = time_major(batch.next_observation)
+    terminated, truncated = time_major(batch.terminated), time_major(batch.truncated)
+    ended = terminated | truncated
+    resets = jnp.concatenate([jnp.zeros_like(ended[:1]), ended[:-1]], axis=0)
+    burn = p.burn_in
+
+    def unroll(net_params: Params):
+        state = batch.core_state
+        if burn > 0:
+            warm = apply_fn(net_params, observations[:burn], resets[:burn], state)
+            state = jax.lax.stop_gradient(warm.states[-1])
+        return apply_fn(
+            net_params, observations[burn:], resets[burn:], state, next_observations[burn:]
+        )
+
+    online = unroll(params)
+    target = unroll(jax.lax.stop_gradient(target_params))
+    q_next_target = jax.lax.stop_gradient(target.q_next)
+    selector = jax.lax.stop_gradient(online.q_next) if p.double_q else q_next_target
+    next_actions = jnp.argmax(selector, axis=-1)
+    v_t = jnp.take_along_axis(q_next_target, next_actions[..., None], axis=-1)[..., 0]
+    targets = jax.vmap(
+        lambda r, term, trunc, v: sequence_targets(
+            r,
+            term,
+            trunc,
+            v,
+            gamma=p.gamma,
+            target=p.target,
+            n_step=p.n_step,
+            td_lambda=p.td_lambda,
+            value_rescaling=p.value_rescaling,
+        ),
+        in_axes=1,
+        out_axes=1,
+    )(time_major(batch.reward)[burn:], terminated[burn:], truncated[burn:], v_t)
+    actions = time_major(batch.action)[burn:]
+    q_taken = jnp.take_along_axis(online.q, actions[..., None], axis=-1)[..., 0]
+    td_loss = jax.vmap(jax.vmap(LOSSES[p.loss]))(q_taken, targets)
+    td_error = targets - q_taken
+    abs_td = jnp.abs(jax.lax.stop_gradient(td_error))
+    priorities = p.priority_mix * abs_td.max(axis=0) + (1.0 - p.priority_mix) * abs_td.mean(axis=0)
+    return SequenceLosses(td_loss.mean(axis=0), priorities, td_error, q_taken)
+
+
+def update_step_factory(config: AlgoConfig) -> Callable:
+    """``update_step_fn(state, key, R2D2Batch) -> (state, info)``: one gradient step on the
+    importance-weighted window losses (:func:`r2d2_sequence_losses`), then the periodic target
+    update; priorities are the windows' max/mean mixes of ``|TD error|``."""
+    p: R2D2Params = config.algo_params
+
+    def sample_losses(state: TrainState, params: Params, key: jax.Array, batch: R2D2Batch):
+        del key
+        out = r2d2_sequence_losses(state.apply_fn, params, state.target_params, batch, p)
+        info = {"qvalue_mean": out.q_taken.mean(), "td_error_abs": jnp.abs(out.td_error).mean()}
+        return out.losses, out.priorities, info
+
+    return q_learning_update_step(p, sample_losses)
+
+
+class R2D2(OffPolicyAgent):
+    """R2D2 agent (see :class:`R2D2Params`).
+
+    ``explore`` is epsilon-greedy with the linear schedule of the params, ``select_action``
+    greedy; both carry the recurrent core state of the ``N`` envs between calls. The gymnasium
+    loop resets it where an episode ended (:meth:`store_transition`) and when training starts on
+    a new env; the compiled loop carries it in ``RunnerState.actor_state``. Evaluation
+    (``kitae.evaluation.evaluate``, inside :meth:`preserved_keys`) acts from a fresh core state
+    and leaves the training one untouched; call :meth:`reset_actor_state` when driving
+    ``select_action`` by hand across episodes.
+
+    Checkpoints: the stored core states are part of the replay buffer, and the compiled loop's
+    carry (with its core state) is saved whole. A gymnasium run resumes with fresh episodes, so
+    its core state restarts from zeros.
+    """
+
+    params_type = R2D2Params
+    default_n_envs = 4
+    traced_hyperparams = ("exploration_start", "exploration_end")
+    default_update_cfg = UpdateConfig(
+        learning_rate=1e-3,
+        learning_rate_annealing=False,
+        max_grad_norm=10.0,
+        max_buffer_size=20_000,
+        batch_size=32,
+        n_epochs=1,
+    )
+
+    factories = (
+        train_state_r2d2_factory,
+        explore_factory,
+        process_experience_factory,
+        update_step_factory,
+    )
+
+    def __init__(self, run_name: str, config: AlgoConfig, **kwargs: Any):
+        super().__init__(run_name, config, **kwargs)
+        self.exploration = epsilon_schedule(config.algo_params, config.train_cfg.n_env_steps)
+        self._core_state = np.asarray(self.init_actor_state(config.env_cfg.n_envs))
+        self._core_before = self._core_state
+        self._eval_core_state: np.ndarray | None = None
+
+    # ---- acting state ----------------------------------------------------------------------
+    def init_actor_state(self, n_envs: int) -> jax.Array:
+        """Episode-start core states, zeros ``float32[n_envs, D]``."""
+        p: R2D2Params = self.config.algo_params
+        return jnp.zeros((n_envs, core_state_size(p.cell, p.core_size)), jnp.float32)
+
+    @property
+    def core_state(self) -> np.ndarray:
+        """``[N, D]`` core state the next :meth:`explore` acts from."""
+        return self._core_state
+
+    def reset_actor_state(self, mask: np.ndarray | None = None) -> None:
+        """Zeroes the training and evaluation core states (of the envs in ``bool[N]`` ``mask``,
+        default all), e.g. when episodes start outside the training loop."""
+        if mask is None:
+            self._core_state = np.zeros_like(self._core_state)
+            self._eval_core_state = None
+            return
+        mask = np.asarray(mask, bool)[:, None]
+        self._core_state = np.where(mask, 0.0, self._core_state).astype(np.float32)
+        if self._eval_core_state is not None:
+            self._eval_core_state = np.where(mask, 0.0, self._eval_core_state).astype(np.float32)
+
+    def on_env_reset(self) -> None:
+        self.reset_actor_state()
+
+    @contextlib.contextmanager
+    def preserved_keys(self):
+        """As :meth:`BaseAgent.preserved_keys`, and also restores the training core state;
+        :meth:`select_action` starts from a fresh core state inside."""
+        saved = (self._core_state, self._core_before)
+        self._eval_core_state = None
+        try:
+            with super().preserved_keys():
+                yield self
+        finally:
+            self._core_state, self._core_before = saved
+            self._eval_core_state = None
+
+    def _epsilon(self) -> float | jax.Array:
+        schedule = self.exploration
+        if "exploration_start" in self.hyperparams or "exploration_end" in self.hyperparams:
+            schedule = dataclasses.replace(
+                schedule,
+                start=self.hyperparams.get("exploration_start", schedule.start),
+                end=self.hyperparams.get("exploration_end", schedule.end),
+            )
+        return schedule(self.env_steps)
+
+    def explore(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
+        actions, log_probs, core_state = self.explore_fn(
+            self.acting_state,
+            self.interact_keys(observation),
+            observation,
+            self._core_state,
+            exploration=self._epsilon(),
+        )
+        self._core_before, self._core_state = self._core_state, np.asarray(core_state)
+        return actions, log_probs
+
+    def select_action(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
+        n = int(np.shape(observation)[0])
+        core = self._eval_core_state
+        if core is None or core.shape[0] != n:
+            core = np.asarray(self.init_actor_state(n))
+        actions, log_probs, core = self.explore_fn(
+            self.acting_state, self.interact_keys(observation), observation, core, exploration=0.0
+        )
+        self._eval_core_state = np.asarray(core)
+        return actions, log_probs
+
+    def store_transition(self, experience: Experience) -> None:
+        """Stages one vector step with the core state it was acted from, then zeroes the core
+        state of the envs whose episode ended."""
+        experience = experience._replace(actor_state=np.asarray(self._core_before))
+        ended = np.logical_or(np.asarray(experience.done), np.asarray(experience.truncated))
+        if ended.any():
+            self._core_state = np.where(ended[:, None], 0.0, self._core_state).astype(np.float32)
+        self._core_before = self._core_state
+        super().store_transition(experience)
+
+    def act_fn(self, greedy: bool = False) -> Callable:
+        """A pure ``(state, key, observations, env_steps, hyperparams, core_state) -> (actions,
+        log_probs, core_state)`` for the compiled loop (see
+        :class:`~kitae.compiled.RunnerState`)."""
+
+        def act(state, key, observations, env_steps, hyperparams, core_state):
+            with self.tracing(state, key, env_steps, hyperparams):
+                epsilon = 0.0 if greedy else self._epsilon()
+                return self.explore_fn(
+                    self.acting_state,
+                    self.interact_keys(observations),
+                    observations,
+                    core_state,
+                    exploration=epsilon,
+                )
+
+        return act
+
+
+__all__ = [
+    "R2D2",
+    "R2D2Params",
+    "R2D2Batch",
+    "SequenceLosses",
+    "explore_factory",
+    "process_experience_factory",
+    "r2d2_sequence_losses",
+    "sequence_targets",
+    "train_state_r2d2_factory",
+    "update_step_factory",
+]
