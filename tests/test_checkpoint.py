@@ -399,7 +399,7 @@ KILLED_SAVE = """
 import sys, time
 from envs import corridor, make_vec
 from helpers import small_config
-from kitae import checkpoint
+from kitae.checkpoint import store
 from kitae.algos import DQN, DQNParams
 
 env = make_vec(lambda: corridor(), 2)
@@ -413,7 +413,7 @@ def stall(name):
     print("wrote", name, flush=True)
     time.sleep(120)
 
-checkpoint.after_file_written = stall
+store.after_file_written = stall
 agent.save()
 """
 

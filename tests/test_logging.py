@@ -16,7 +16,7 @@ from envs import Corridor
 from helpers import assert_trees_equal, small_config
 
 from kitae.algos.dqn import DQN, DQNParams
-from kitae.checkpoint import _truncate_logs
+from kitae.checkpoint.restoring import _truncate_logs
 from kitae.config import validate_config
 from kitae.envs.make import make_vec_env
 from kitae.logger import LOGGER_BACKENDS, Logger
