@@ -507,7 +507,7 @@ class BaseAgent(IAgent):
         if not continuing:
             self.on_env_reset()
         if self.expected_updates(n_env_steps) == 0:
-            raise ValueError(self._zero_update_message(n_env_steps))
+            raise ValueError(self.zero_update_message(n_env_steps))
         if self.env_steps + n_env_steps > self.config.train_cfg.n_env_steps and (
             self.config.update_cfg.learning_rate_annealing
         ):
@@ -651,16 +651,22 @@ class BaseAgent(IAgent):
         """Called when training starts on a new env (its episodes start over): drops data that
         belonged to the previous env's unfinished trajectories."""
 
-    def _run_update(self, data: Any) -> None:
+    def run_update(self, data: Any) -> None:
+        """Runs one update (all its gradient steps, one compiled call) on ``data``: the replay
+        buffer state off-policy, a rollout on-policy; then :meth:`record_update`. Loops other
+        than :meth:`train` (e.g. :mod:`kitae.multiagent`) drive the agent through it."""
         self.state, self._update_key, info = self.update_fn(self.state, data, self._update_key)
-        self._after_update(info)
+        self.record_update(info)
 
-    def _after_update(self, info: Info) -> None:
+    def record_update(self, info: Info) -> None:
+        """Records an update of :attr:`state`: acting uses the new parameters, ``n_updates``
+        counts it, ``last_info`` keeps its diagnostics."""
         self._acting_state = None
         self.n_updates += 1
         self.last_info = info
 
-    def _zero_update_message(self, n_env_steps: int) -> str:
+    def zero_update_message(self, n_env_steps: int) -> str:
+        """Why ``train(n_env_steps)`` would perform no update (the error :meth:`train` raises)."""
         return f"train(n_env_steps={n_env_steps}) would perform zero updates."
 
     # ---- checkpoints (see kitae.checkpoint) ------------------------------------------------
@@ -784,11 +790,11 @@ class OffPolicyAgent(BaseAgent):
         """Transitions per sample (``algo_params.n_step``), ``None`` for single transitions."""
         return sequence_length_from_config(self.config)
 
-    def _run_update(self, data: Any) -> None:
+    def run_update(self, data: Any) -> None:
         self.state, self.buffer_state, self._update_key, info = self.update_fn(
             self.state, data, self._update_key
         )
-        self._after_update(info)
+        self.record_update(info)
 
     @property
     def skip_steps(self) -> int:
@@ -831,7 +837,7 @@ class OffPolicyAgent(BaseAgent):
 
         return count(self.env_steps + n_env_steps) - count(self.env_steps)
 
-    def _zero_update_message(self, n_env_steps: int) -> str:
+    def zero_update_message(self, n_env_steps: int) -> str:
         u, p = self.config.update_cfg, self.config.algo_params
         return (
             f"train(n_env_steps={n_env_steps}) would perform zero updates: learning starts after "
@@ -882,7 +888,7 @@ class OffPolicyAgent(BaseAgent):
             return
         self.flush()
         for _ in range(due):
-            self._run_update(self.buffer_state)
+            self.run_update(self.buffer_state)
 
 
 def replay_buffer_from_config(config: AlgoConfig, n_updates: int) -> ReplayBuffer:
@@ -1059,7 +1065,7 @@ class OnPolicyAgent(BaseAgent):
     def on_env_reset(self) -> None:
         self.rollout.count = 0  # a rollout never spans two envs
 
-    def _zero_update_message(self, n_env_steps: int) -> str:
+    def zero_update_message(self, n_env_steps: int) -> str:
         return (
             f"train(n_env_steps={n_env_steps}) would perform zero updates: one update needs a "
             f"rollout of update_cfg.max_buffer_size={self.config.update_cfg.max_buffer_size} "
@@ -1080,7 +1086,7 @@ class OnPolicyAgent(BaseAgent):
         self.rollout.add(experience)
         if self.rollout.full:
             storage, _ = self.rollout.flush()
-            self._run_update(storage)
+            self.run_update(storage)
             # The rollout storage is reused: the update must have read it.
             jax.block_until_ready(self.state)
 

@@ -252,9 +252,9 @@ class RecordingPPO(PPO):
         super().__init__(*args, **kwargs)
         self.rollouts = []
 
-    def _run_update(self, data):
+    def run_update(self, data):
         self.rollouts.append(jax.tree.map(np.array, data))  # the loop reuses its storage
-        super()._run_update(data)
+        super().run_update(data)
 
 
 def assert_rollout_is_contiguous(rollout, *, same_env: bool = True) -> None:

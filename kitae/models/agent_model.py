@@ -202,7 +202,7 @@ class AgentModel(BaseModel):
             self.agent.state, self._key, info = self._update_fn(
                 self.agent.state, self._key, to_device_batch(batch)
             )
-            self.agent._after_update(info)  # acting reads the new params; counts the update
+            self.agent.record_update(info)
             self.last_info = info
             losses.append(_loss_of(info))
         if not losses:

@@ -109,7 +109,7 @@ class OffPolicyLearner(GroupLearner):
             return
         self.flush()
         for _ in range(due):
-            agent._run_update(agent.buffer_state)
+            agent.run_update(agent.buffer_state)
 
 
 class OnPolicyLearner(GroupLearner):
@@ -154,7 +154,7 @@ class OnPolicyLearner(GroupLearner):
             experience,
         )
         self.last_rollout = rollout
-        self.agent._run_update(rollout)
+        self.agent.run_update(rollout)
 
 
 def make_learner(agent: BaseAgent) -> GroupLearner:

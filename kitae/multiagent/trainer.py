@@ -301,7 +301,7 @@ class MultiAgentTrainer:
             if agent.expected_updates(n_steps * group.size) == 0:
                 raise ValueError(
                     f"group {group.name!r}: even with all {group.size} agents alive, "
-                    + agent._zero_update_message(n_steps * group.size)
+                    + agent.zero_update_message(n_steps * group.size)
                 )
 
     def step(self) -> dict[str, float] | None:
