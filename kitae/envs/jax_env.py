@@ -82,16 +82,27 @@ class JaxEnv:
     def action_space(self) -> gym.Space:
         return _to_gym_space(self.env.action_space(self.params))
 
+    def observe(self, observation: Any, state: Any) -> Any:
+        """What the agent is given of ``(observation, state)``: the observation (a subclass may
+        add the state, e.g. for a search over the true dynamics)."""
+        del state
+        return observation
+
     def reset(self, key: jax.Array) -> tuple[Any, Any]:
         """``(observation, state)`` of a fresh episode."""
-        return self.env.reset_env(key, self.params)
+        observation, state = self.env.reset_env(key, self.params)
+        return self.observe(observation, state), state
 
-    def step(self, key: jax.Array, state: Any, action: jax.Array) -> JaxStep:
-        """One transition, resetting automatically at the end of an episode."""
-        key_step, key_reset = jax.random.split(key)
-        next_obs, next_state, reward, done, _ = self.env.step_env(
-            key_step, state, action, self.params
-        )
+    def transition(
+        self, key: jax.Array, state: Any, action: jax.Array
+    ) -> tuple[Any, Any, jax.Array, jax.Array, jax.Array]:
+        """One transition of the dynamics, without automatic reset.
+
+        Returns:
+            ``(observation, state, reward, terminated, truncated)``: the raw next observation
+            and state, ``r_t``, and termination and time-limit truncation kept apart.
+        """
+        next_obs, next_state, reward, done, _ = self.env.step_env(key, state, action, self.params)
         done = jnp.asarray(done, bool)
         if self.legacy_api:
             # 5-tuple API: ``done`` includes the time limit; recover it from the clock.
@@ -101,12 +112,25 @@ class JaxEnv:
             terminated = done
             truncated = jnp.asarray(self.env.is_truncated(next_state, self.params), bool)
             truncated = truncated & ~terminated
+        return next_obs, next_state, jnp.asarray(reward, jnp.float32), terminated, truncated
+
+    def step(self, key: jax.Array, state: Any, action: jax.Array) -> JaxStep:
+        """One transition, resetting automatically at the end of an episode."""
+        key_step, key_reset = jax.random.split(key)
+        next_obs, next_state, reward, terminated, truncated = self.transition(
+            key_step, state, action
+        )
         ended = terminated | truncated
         reset_obs, reset_state = self.env.reset_env(key_reset, self.params)
         state_out = jax.tree.map(lambda r, s: jax.lax.select(ended, r, s), reset_state, next_state)
         obs_out = jax.tree.map(lambda r, s: jax.lax.select(ended, r, s), reset_obs, next_obs)
         return JaxStep(
-            obs_out, state_out, jnp.asarray(reward, jnp.float32), terminated, truncated, next_obs
+            self.observe(obs_out, state_out),
+            state_out,
+            reward,
+            terminated,
+            truncated,
+            self.observe(next_obs, next_state),
         )
 
 

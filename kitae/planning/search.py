@@ -28,7 +28,7 @@ try:
 except ImportError as err:  # an optional dependency
     raise ImportError("the search needs mctx: pip install 'kitae[planning]'.") from err
 
-from kitae.envs.jax_env import JaxEnv, JaxStep, make_jax_env
+from kitae.envs.jax_env import JaxEnv, make_jax_env
 
 PredictFn = Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
 """``predict_fn(net_params, observations [B, ...]) -> (prior_logits [B, A], values [B])``."""
@@ -111,10 +111,9 @@ class PlanningEnv(JaxEnv):
     The spaces are those of the wrapped env.
     """
 
-    def reset(self, key: jax.Array) -> tuple[SearchObservation, Any]:
-        """``(SearchObservation, state)`` of a fresh episode."""
-        observation, state = super().reset(key)
-        return SearchObservation(observation, state), state
+    def observe(self, observation: Any, state: Any) -> SearchObservation:
+        """The observation paired with the env state it came from."""
+        return SearchObservation(observation, state)
 
     def model_step(
         self, key: jax.Array, state: Any, action: jax.Array
@@ -124,33 +123,8 @@ class PlanningEnv(JaxEnv):
         Returns:
             ``(observation, state, reward, terminated)``; ``terminated`` excludes the time limit.
         """
-        observation, state, reward, done, _ = self.env.step_env(key, state, action, self.params)
-        done = jnp.asarray(done, bool)
-        if self.legacy_api:  # the 5-tuple API folds the time limit into ``done``
-            done = done & ~(state.time >= self.params.max_steps_in_episode)
-        return observation, state, jnp.asarray(reward, jnp.float32), done
-
-    def step(self, key: jax.Array, state: Any, action: jax.Array) -> JaxStep:
-        """One transition, resetting automatically at the end of an episode."""
-        key_step, key_reset = jax.random.split(key)
-        next_obs, next_state, reward, terminated = self.model_step(key_step, state, action)
-        if self.legacy_api:
-            truncated = next_state.time >= self.params.max_steps_in_episode
-        else:
-            truncated = jnp.asarray(self.env.is_truncated(next_state, self.params), bool)
-        truncated = truncated & ~terminated
-        ended = terminated | truncated
-        reset_obs, reset_state = self.env.reset_env(key_reset, self.params)
-        state_out = jax.tree.map(lambda r, s: jax.lax.select(ended, r, s), reset_state, next_state)
-        obs_out = jax.tree.map(lambda r, s: jax.lax.select(ended, r, s), reset_obs, next_obs)
-        return JaxStep(
-            SearchObservation(obs_out, state_out),
-            state_out,
-            reward,
-            terminated,
-            truncated,
-            SearchObservation(next_obs, next_state),
-        )
+        observation, state, reward, terminated, _ = self.transition(key, state, action)
+        return observation, state, reward, terminated
 
 
 def planning_env(env: str | Any, params: Any = None) -> PlanningEnv:
