@@ -12,6 +12,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import rlax
 
 
 def compute_td_targets(r_t: jax.Array, discount_t: jax.Array, v_tp1: jax.Array) -> jax.Array:
@@ -111,3 +112,42 @@ def compute_n_step_return(
     last = (jnp.sum(alive) - 1).astype(jnp.int32)
     discount = gamma ** (last + 1.0) * (1.0 - terminated_t[last].astype(jnp.float32))
     return n_return, discount, last
+
+
+def compute_lambda_returns(
+    r_t: jax.Array,
+    v_tp1: jax.Array,
+    terminated_t: jax.Array,
+    truncated_t: jax.Array,
+    gamma: float,
+    lambda_: float,
+) -> jax.Array:
+    """λ-returns of one env's rollout, cut at episode ends (``lambda_ = 1``: Monte-Carlo).
+
+    See "Reinforcement Learning: An Introduction", Sutton and Barto, 2018, chapter 12.
+
+    ``G_t = r_t + gamma_t * ((1 - λ_t) v_tp1 + λ_t G_{t+1})`` with ``gamma_t = gamma * (1 -
+    terminated_t)`` and ``λ_t = lambda_ * (1 - terminated_t - truncated_t)``: a terminated
+    episode stops there, a truncated one bootstraps from its final observation's value, the
+    rollout's last step bootstraps from ``v_tp1``; nothing leaks into the next episode.
+    Computed by ``rlax.lambda_returns`` with these per-step discounts and λs.
+
+    Args:
+        r_t: rewards ``[T]``.
+        v_tp1: values of the true next observations ``[T]``.
+        terminated_t: ``[T]``, the episode terminated after step ``t``.
+        truncated_t: ``[T]``, the episode was truncated after step ``t``.
+        gamma: discount.
+        lambda_: λ in ``[0, 1]``.
+
+    Returns:
+        Targets ``[T]``, gradients stopped.
+    """
+    chex.assert_rank([r_t, v_tp1, terminated_t, truncated_t], 1)
+    chex.assert_equal_shape([r_t, v_tp1, terminated_t, truncated_t])
+    terminated = terminated_t.astype(jnp.float32)
+    ended = jnp.maximum(terminated, truncated_t.astype(jnp.float32))
+    returns = rlax.lambda_returns(
+        r_t.astype(jnp.float32), gamma * (1.0 - terminated), v_tp1, lambda_ * (1.0 - ended)
+    )
+    return jax.lax.stop_gradient(returns)

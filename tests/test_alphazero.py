@@ -28,7 +28,6 @@ from kitae.algos.alphazero import (
     explore_factory,
     make_train,
     value_loss,
-    value_targets,
 )
 from kitae.compiled import evaluate_compiled
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, validate_config
@@ -40,7 +39,6 @@ from kitae.planning.search import (
     planning_env,
     run_search,
 )
-from kitae.timesteps import compute_td_targets
 
 GAMMA = 0.9
 JUNK_VALUE = 5.0
@@ -176,48 +174,6 @@ def test_no_reward_discount_or_value_leaks_past_termination(kind):
     np.testing.assert_allclose(jnp.where(tree.embeddings.terminal, tree.node_values, 0.0), 0.0)
     root_q = tree.qvalues(jnp.zeros(3, jnp.int32))
     assert bool((root_q[:, 1] > root_q[:, 0]).all())
-
-
-# ---- value targets ----------------------------------------------------------------------------
-
-R_T = jnp.array([0.0, 1.0, 0.0, 2.0])
-V_TP1 = jnp.array([0.5, 9.0, 0.3, 0.7])
-NO = jnp.zeros(4, bool)
-AT_1 = jnp.array([False, True, False, False])
-
-
-@pytest.mark.parametrize(
-    "terminated, truncated, lambda_, expected",
-    [
-        (AT_1, NO, 0.5, [0.675, 1.0, 1.3185, 2.63]),
-        (AT_1, NO, 1.0, [0.9, 1.0, 2.367, 2.63]),
-        (NO, AT_1, 0.5, [4.32, 9.1, 1.3185, 2.63]),
-        (NO, AT_1, 1.0, [8.19, 9.1, 2.367, 2.63]),
-    ],
-    ids=["lambda-terminated", "monte-carlo-terminated", "lambda-truncated", "mc-truncated"],
-)
-def test_value_targets_hand_computed(terminated, truncated, lambda_, expected):
-    targets = value_targets(R_T, V_TP1, terminated, truncated, GAMMA, lambda_)
-    np.testing.assert_allclose(targets, expected, rtol=1e-5)
-
-
-def test_value_targets_with_lambda_zero_are_one_step_td_and_vmap():
-    discount = GAMMA * (1.0 - AT_1.astype(jnp.float32))
-    np.testing.assert_allclose(
-        value_targets(R_T, V_TP1, AT_1, NO, GAMMA, 0.0),
-        compute_td_targets(R_T, discount, V_TP1),
-        rtol=1e-6,
-    )
-    batched = jax.jit(jax.vmap(value_targets, in_axes=(0, 0, 0, 0, None, None)))(
-        jnp.stack([R_T, R_T]),
-        jnp.stack([V_TP1, V_TP1]),
-        jnp.stack([AT_1, NO]),
-        jnp.stack([NO, AT_1]),
-        GAMMA,
-        1.0,
-    )
-    expected = [[0.9, 1.0, 2.367, 2.63], [8.19, 9.1, 2.367, 2.63]]
-    np.testing.assert_allclose(batched, expected, rtol=1e-5)
 
 
 @pytest.mark.parametrize("rescaling", [False, True], ids=["plain", "signed-hyperbolic"])

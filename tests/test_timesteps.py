@@ -7,7 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kitae.timesteps import compute_gae, compute_n_step_return, compute_td_targets
+from kitae.timesteps import (
+    compute_gae,
+    compute_lambda_returns,
+    compute_n_step_return,
+    compute_td_targets,
+)
 
 gae_jit = jax.jit(compute_gae, static_argnames=("gamma", "gae_lambda"))
 
@@ -213,3 +218,46 @@ def test_n_step_return_vmaps_and_jits():
     )
     np.testing.assert_allclose(n_return, 1.75)
     np.testing.assert_allclose(discount, 0.125)
+
+
+# ---- lambda returns (cut at episode ends) ---------------------------------------------------
+
+LR_GAMMA = 0.9
+LR_R_T = jnp.array([0.0, 1.0, 0.0, 2.0])
+LR_V_TP1 = jnp.array([0.5, 9.0, 0.3, 0.7])
+LR_NO = jnp.zeros(4, bool)
+LR_AT_1 = jnp.array([False, True, False, False])
+
+
+@pytest.mark.parametrize(
+    "terminated, truncated, lambda_, expected",
+    [
+        (LR_AT_1, LR_NO, 0.5, [0.675, 1.0, 1.3185, 2.63]),
+        (LR_AT_1, LR_NO, 1.0, [0.9, 1.0, 2.367, 2.63]),
+        (LR_NO, LR_AT_1, 0.5, [4.32, 9.1, 1.3185, 2.63]),
+        (LR_NO, LR_AT_1, 1.0, [8.19, 9.1, 2.367, 2.63]),
+    ],
+    ids=["lambda-terminated", "monte-carlo-terminated", "lambda-truncated", "mc-truncated"],
+)
+def test_compute_lambda_returns_hand_computed(terminated, truncated, lambda_, expected):
+    targets = compute_lambda_returns(LR_R_T, LR_V_TP1, terminated, truncated, LR_GAMMA, lambda_)
+    np.testing.assert_allclose(targets, expected, rtol=1e-5)
+
+
+def test_compute_lambda_returns_with_lambda_zero_are_one_step_td_and_vmap():
+    discount = LR_GAMMA * (1.0 - LR_AT_1.astype(jnp.float32))
+    np.testing.assert_allclose(
+        compute_lambda_returns(LR_R_T, LR_V_TP1, LR_AT_1, LR_NO, LR_GAMMA, 0.0),
+        compute_td_targets(LR_R_T, discount, LR_V_TP1),
+        rtol=1e-6,
+    )
+    batched = jax.jit(jax.vmap(compute_lambda_returns, in_axes=(0, 0, 0, 0, None, None)))(
+        jnp.stack([LR_R_T, LR_R_T]),
+        jnp.stack([LR_V_TP1, LR_V_TP1]),
+        jnp.stack([LR_AT_1, LR_NO]),
+        jnp.stack([LR_NO, LR_AT_1]),
+        LR_GAMMA,
+        1.0,
+    )
+    expected = [[0.9, 1.0, 2.367, 2.63], [8.19, 9.1, 2.367, 2.63]]
+    np.testing.assert_allclose(batched, expected, rtol=1e-5)

@@ -49,6 +49,7 @@ from kitae.planning.search import (
     planning_env,
     run_search,
 )
+from kitae.timesteps import compute_lambda_returns
 from kitae.types import Params
 
 VALUE_TARGETS = ("lambda", "monte_carlo")
@@ -222,43 +223,6 @@ def value_loss(p: AlphaZeroParams, value_output: jax.Array, targets: jax.Array) 
     return -jnp.mean(jnp.sum(two_hot * jax.nn.log_softmax(value_output), axis=-1))
 
 
-def value_targets(
-    r_t: jax.Array,
-    v_tp1: jax.Array,
-    terminated_t: jax.Array,
-    truncated_t: jax.Array,
-    gamma: float,
-    lambda_: float,
-) -> jax.Array:
-    """λ-returns of one env's rollout, cut at episode ends (``lambda_ = 1``: Monte-Carlo).
-
-    ``G_t = r_t + gamma_t * ((1 - λ_t) v_tp1 + λ_t G_{t+1})`` with ``gamma_t = gamma * (1 -
-    terminated_t)`` and ``λ_t = lambda_ * (1 - terminated_t - truncated_t)``: a terminated
-    episode stops there, a truncated one bootstraps from its final observation's value, the
-    rollout's last step bootstraps from ``v_tp1``; nothing leaks into the next episode.
-    Computed by ``rlax.lambda_returns`` with these per-step discounts and λs.
-
-    Args:
-        r_t: rewards ``[T]``.
-        v_tp1: values of the true next observations ``[T]``.
-        terminated_t: ``[T]``, the episode terminated after step ``t``.
-        truncated_t: ``[T]``, the episode was truncated after step ``t``.
-        gamma: discount.
-        lambda_: λ in ``[0, 1]``.
-
-    Returns:
-        Targets ``[T]``, gradients stopped.
-    """
-    chex.assert_rank([r_t, v_tp1, terminated_t, truncated_t], 1)
-    chex.assert_equal_shape([r_t, v_tp1, terminated_t, truncated_t])
-    terminated = terminated_t.astype(jnp.float32)
-    ended = jnp.maximum(terminated, truncated_t.astype(jnp.float32))
-    returns = rlax.lambda_returns(
-        r_t.astype(jnp.float32), gamma * (1.0 - terminated), v_tp1, lambda_ * (1.0 - ended)
-    )
-    return jax.lax.stop_gradient(returns)
-
-
 class AlphaZeroBatch(NamedTuple):
     """A processed AlphaZero batch.
 
@@ -336,7 +300,8 @@ def explore_factory(config: AlgoConfig, env: PlanningEnv | str | Any | None = No
 
 def process_experience_factory(config: AlgoConfig) -> Callable:
     """``process_experience_fn(state, key, experience [T, ...]) -> AlphaZeroBatch`` for one env's
-    rollout: the stored search policies and the value targets (:func:`value_targets`)."""
+    rollout: the stored search policies and the value targets
+    (:func:`kitae.timesteps.compute_lambda_returns`)."""
     p: AlphaZeroParams = config.algo_params
     lambda_ = p.td_lambda if p.value_target == "lambda" else 1.0
 
@@ -345,7 +310,7 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
     ) -> AlphaZeroBatch:
         del key
         _, next_values = state.apply_fn(state.params, experience.next_observation.observation)
-        targets = value_targets(
+        targets = compute_lambda_returns(
             experience.reward,
             decode_value(p, next_values),
             experience.done,
