@@ -244,6 +244,20 @@ def epsilon_schedule(params: DQNParams, n_env_steps: int) -> LinearSchedule:
     )
 
 
+def traced_epsilon(
+    schedule: LinearSchedule, hyperparams: dict[str, Any], env_steps: int | jax.Array
+) -> float | jax.Array:
+    """Epsilon at ``env_steps``; the traced ``exploration_start`` / ``exploration_end`` of a
+    compiled sweep (in ``hyperparams``) replace the schedule's ends when given."""
+    if "exploration_start" in hyperparams or "exploration_end" in hyperparams:
+        schedule = dataclasses.replace(
+            schedule,
+            start=hyperparams.get("exploration_start", schedule.start),
+            end=hyperparams.get("exploration_end", schedule.end),
+        )
+    return schedule(env_steps)
+
+
 def q_network_train_state(
     key: jax.Array,
     config: AlgoConfig,
@@ -414,15 +428,7 @@ class DQN(OffPolicyAgent):
         self.exploration = epsilon_schedule(config.algo_params, config.train_cfg.n_env_steps)
 
     def explore(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
-        schedule = self.exploration
-        if "exploration_start" in self.hyperparams or "exploration_end" in self.hyperparams:
-            # Compiled sweeps pass traced epsilon values.
-            schedule = dataclasses.replace(
-                schedule,
-                start=self.hyperparams.get("exploration_start", schedule.start),
-                end=self.hyperparams.get("exploration_end", schedule.end),
-            )
-        epsilon = schedule(self.env_steps)
+        epsilon = traced_epsilon(self.exploration, self.hyperparams, self.env_steps)
         return self.explore_fn(
             self.acting_state, self.interact_keys(observation), observation, exploration=epsilon
         )

@@ -20,7 +20,6 @@ See "Recurrent Experience Replay in Distributed Reinforcement Learning", Kapturo
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -38,6 +37,7 @@ from kitae.algos.dqn import (
     epsilon_greedy,
     epsilon_schedule,
     q_learning_update_step,
+    traced_epsilon,
 )
 from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
@@ -467,14 +467,7 @@ class R2D2(OffPolicyAgent):
             self._eval_core_state = None
 
     def _epsilon(self) -> float | jax.Array:
-        schedule = self.exploration
-        if "exploration_start" in self.hyperparams or "exploration_end" in self.hyperparams:
-            schedule = dataclasses.replace(
-                schedule,
-                start=self.hyperparams.get("exploration_start", schedule.start),
-                end=self.hyperparams.get("exploration_end", schedule.end),
-            )
-        return schedule(self.env_steps)
+        return traced_epsilon(self.exploration, self.hyperparams, self.env_steps)
 
     def explore(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
         actions, log_probs, core_state = self.explore_fn(
