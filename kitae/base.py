@@ -47,7 +47,15 @@ from kitae.buffer import (
     RolloutBuffer,
     make_replay_buffer,
 )
-from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, validate_config
+from kitae.config import (
+    AlgoConfig,
+    EnvConfig,
+    TrainConfig,
+    UpdateConfig,
+    recording_update_reads,
+    validate_config,
+    warn_unread_update_fields,
+)
 from kitae.envs.jax_env import is_jax_env
 from kitae.logger import Logger, learning_rate_metrics
 from kitae.modules.train_state import TrainState
@@ -237,14 +245,20 @@ class BaseAgent(IAgent):
         self.explore_factory = explore_factory
         self.process_experience_factory = process_experience_factory
         self.update_step_factory = update_step_factory
-        self.state = train_state_factory(
-            init_key, config, preprocess_fn=preprocess_fn, tabulate=tabulate
-        )
-        self._acting_state = None
-        self.explore_fn = jax.jit(explore_factory(config))
-        self.process_experience_fn = process_experience_factory(config)
-        self.update_step_fn = update_step_factory(config)
-        self.update_fn = jax.jit(self.make_update_fn(), donate_argnums=self.update_donate_argnums)
+        # Which update_cfg fields the factories and the update read while the agent is built:
+        # the others, when set, would silently have no effect.
+        with recording_update_reads(config) as update_reads:
+            self.state = train_state_factory(
+                init_key, config, preprocess_fn=preprocess_fn, tabulate=tabulate
+            )
+            self._acting_state = None
+            self.explore_fn = jax.jit(explore_factory(config))
+            self.process_experience_fn = process_experience_factory(config)
+            self.update_step_fn = update_step_factory(config)
+            self.update_fn = jax.jit(
+                self.make_update_fn(), donate_argnums=self.update_donate_argnums
+            )
+        warn_unread_update_fields(type(self).__name__, config.update_cfg, update_reads)
 
         self._trace_key: jax.Array | None = None
         self.hyperparams: dict[str, Any] = {}
@@ -274,17 +288,31 @@ class BaseAgent(IAgent):
         algo_params: Any = None,
         update_cfg: UpdateConfig | None = None,
         train_cfg: TrainConfig | None = None,
+        tuned: bool = True,
     ) -> AlgoConfig:
         """A config for ``env`` with this agent's defaults (:attr:`params_type`,
         :attr:`default_update_cfg`); any part can be replaced.
 
+        With ``tuned``, the sections not given take the overrides of :data:`kitae.zoo.TUNED`
+        for this class and the env's id (``env_cfg.task_name``); ``n_env_steps`` overrides the
+        table's, and a section given replaces the table's whole section.
+
         Raises:
             TypeError: if the agent class declares no ``params_type`` and none is given.
         """
+        from kitae.zoo import find_tuned
+
+        env_cfg = EnvConfig.from_env(env)
+        entry = find_tuned(cls, env_cfg.task_name) if tuned else None
         if algo_params is None:
             if cls.params_type is None:
                 raise TypeError(f"{cls.__name__} has no params_type: pass algo_params.")
             algo_params = cls.params_type()
+            algo_params = entry.apply("algo_params", algo_params) if entry else algo_params
+        if update_cfg is None and entry is not None:
+            update_cfg = entry.apply("update_cfg", cls.default_update_cfg)
+        if train_cfg is None and entry is not None:
+            train_cfg = entry.apply("train_cfg", TrainConfig())
         train_cfg = dataclasses.replace(train_cfg or TrainConfig())
         if n_env_steps is not None:
             train_cfg.n_env_steps = n_env_steps
@@ -293,7 +321,7 @@ class BaseAgent(IAgent):
             algo_params=algo_params,
             update_cfg=dataclasses.replace(update_cfg or cls.default_update_cfg),
             train_cfg=train_cfg,
-            env_cfg=EnvConfig.from_env(env),
+            env_cfg=env_cfg,
         )
 
     params_type: type | None = None

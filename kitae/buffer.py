@@ -244,14 +244,20 @@ class PrioritizedReplayBufferState(ReplayBufferState):
 class PrioritizedReplayBuffer(ReplayBuffer):
     """Proportional prioritized replay over vectorized envs, as pure functions.
 
-    Transition ``i`` is drawn with probability ``P(i) = p_i^alpha / sum_k p_k^alpha`` (stratified
-    over ``batch_size`` equal segments of the total mass); new transitions get the largest
-    priority seen; :meth:`update_priorities` writes ``(|delta| + eps)^alpha`` back after an update.
-    Importance weights ``(N * P(i))^-beta / max_k (N * P(k))^-beta`` use ``beta`` annealed linearly
-    from ``beta_start`` to 1 over ``beta_steps`` priority updates. The mass is searched with a
-    cumulative sum over all slots (one fused vector op per sample) rather than a sum tree, whose
-    sequential per-leaf updates do not vectorize. See "Prioritized Experience Replay",
-    Schaul et al., 2016.
+    Transition ``i`` is drawn with probability ``P(i) = p_i^alpha / sum_k p_k^alpha``; new
+    transitions get the largest priority seen; :meth:`update_priorities` writes
+    ``(|delta| + eps)^alpha`` back after an update. Importance weights
+    ``(N * P(i))^-beta / max_k (N * P(k))^-beta`` use ``beta`` annealed linearly from
+    ``beta_start`` to 1 over ``beta_steps`` priority updates. See "Prioritized Experience
+    Replay", Schaul et al., 2016.
+
+    Sampling is exact up to the float32 rounding of partial sums, at any capacity (see
+    :func:`sample_proportional`): a sum tree over the slots is built from the priorities at
+    sample time, ``2^10`` of its nodes are drawn stratified over ``batch_size`` equal segments of
+    the total mass, and every sample then descends to a slot with one Bernoulli draw per level.
+    (A float32 cumulative sum over all slots is not exact: its steps near the end are multiples
+    of ``total * 2^-24``, so at ~1M slots many low-priority transitions would never be drawn and
+    others far too often.)
     """
 
     alpha: float = struct.field(pytree_node=False, default=0.6)
@@ -281,8 +287,9 @@ class PrioritizedReplayBuffer(ReplayBuffer):
     def _start_mask(self, state: ReplayBufferState, length: int) -> jax.Array:
         """``bool[T, N]``: slots that hold the start of ``length`` stored consecutive steps."""
         t_max = self.slots_per_env
-        oldest = state.position - state.size
-        rank = (jnp.arange(t_max)[:, None] - oldest[None, :]) % t_max
+        oldest = state.position - state.size  # in [-T, T)
+        rank = jnp.arange(t_max)[:, None] - oldest[None, :]  # in (-T, 2T): wrap without a modulo
+        rank = jnp.where(rank < 0, rank + t_max, jnp.where(rank >= t_max, rank - t_max, rank))
         return rank < self.valid_starts(state, length)[None, :]
 
     def beta(self, state: PrioritizedReplayBufferState) -> jax.Array:
@@ -303,11 +310,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             ``(slots, envs)``, both ``int32[batch_size]``.
         """
         mass = jnp.where(self._start_mask(state, length), state.priorities, 0.0).reshape(-1)
-        cumulative = jnp.cumsum(mass)
-        total = cumulative[-1]
-        u = (jnp.arange(batch_size) + jax.random.uniform(key, (batch_size,))) / batch_size
-        flat = jnp.searchsorted(cumulative, u * total, side="right")
-        flat = jnp.minimum(flat, mass.shape[0] - 1).astype(jnp.int32)
+        flat = sample_proportional(mass, key, batch_size)
         return flat // self.n_envs, flat % self.n_envs
 
     def importance_weights(
@@ -347,6 +350,86 @@ class PrioritizedReplayBuffer(ReplayBuffer):
             max_priority=jnp.maximum(state.max_priority, new.max()),
             updates=state.updates + 1,
         )
+
+
+STRATIFIED_DEPTH = 10
+"""Depth of the sum-tree level whose ``2^10`` nodes :func:`sample_proportional` draws stratified."""
+
+
+def _sum_tree_levels(mass: jax.Array, top: int) -> list[jax.Array]:
+    """The levels of a sum tree over ``mass`` (length ``2^depth``) from depth ``top`` down.
+
+    Node ``j`` of a level of ``2^d`` nodes has the children ``j`` and ``j + 2^d`` in the next one
+    (so each level is the sum of the two halves of the next: contiguous, vectorised adds), and
+    leaf ``i`` sits at the bottom, index ``i``.
+
+    Returns:
+        ``[level_top, ..., level_depth]``, ``level_d`` being ``float32[2^d]``; the last is ``mass``.
+    """
+    levels = [mass]
+    while levels[-1].shape[0] > 2**top:
+        half = levels[-1].shape[0] // 2
+        levels.append(levels[-1][:half] + levels[-1][half:])
+    return levels[::-1]
+
+
+def _bernoulli(bits: jax.Array, p: jax.Array) -> jax.Array:
+    """Exactly ``bits * 2^-32 < p``: true with probability ``p`` rounded up to a multiple of
+    ``2^-32``.
+
+    Args:
+        bits: ``uint32[B]`` uniform random bits.
+        p: ``float32[B]`` probabilities in ``[0, 1/2]``.
+    """
+    threshold = jnp.ceil(p * 2.0**32)  # exact: a power-of-two scaling of a float32, below 2^31
+    return bits < threshold.astype(jnp.uint32)
+
+
+def sample_proportional(mass: jax.Array, key: jax.Array, batch_size: int) -> jax.Array:
+    """Draws ``batch_size`` indices with probability proportional to ``mass``, exact in float32.
+
+    A sum tree is built over ``mass`` (see :func:`_sum_tree_levels`). Its ``2^10`` nodes at
+    depth 10 (node ``j`` sums the entries ``j, j + 2^10, j + 2 * 2^10, ...``, so their masses are
+    alike) are drawn stratified: one uniform per ``1 / batch_size`` segment of the total mass,
+    searched in their cumulative sum. Each sample then descends to a leaf, taking the child of
+    smaller mass ``m`` with probability ``m / (left + right)`` (rounded up to a multiple of
+    ``2^-32``) from fresh random bits. A leaf's probability is thus a product of ratios of
+    float32 sums, accurate however small its share of the total; a single float32 cumulative sum
+    over all entries is not (its steps near the end are multiples of ``total * 2^-24``). Arrays
+    of up to ``2^10`` entries are drawn by the stratified search alone.
+
+    Args:
+        mass: ``float32[M]`` non-negative masses; entries with zero mass are never drawn.
+        key: PRNG key.
+        batch_size: number of draws.
+
+    Returns:
+        ``int32[batch_size]`` indices into ``mass`` (all ``M - 1`` when the total mass is 0).
+    """
+    size = mass.shape[0]
+    depth = max(size - 1, 0).bit_length()
+    top = min(depth, STRATIFIED_DEPTH)
+    levels = _sum_tree_levels(jnp.pad(mass.astype(jnp.float32), (0, 2**depth - size)), top)
+    # One draw of random bits for everything (each call to the PRNG adds to compile time).
+    bits = jax.random.bits(key, (depth - top + 1, batch_size), jnp.uint32)
+
+    cumulative = jnp.cumsum(levels[0])
+    total = cumulative[-1]
+    # Uniforms in [0, 1) from 23 random mantissa bits, as jax.random.uniform makes them.
+    unit = jax.lax.bitcast_convert_type((bits[0] >> 9) | jnp.uint32(0x3F800000), jnp.float32)
+    u = (jnp.arange(batch_size) + (unit - 1.0)) / batch_size
+    target = jnp.minimum(u * total, jnp.nextafter(total, jnp.float32(0.0)))
+    node = jnp.searchsorted(cumulative, target, side="right")
+    node = jnp.minimum(node, 2**top - 1).astype(jnp.int32)
+
+    for level, level_bits in zip(levels[1:], bits[1:], strict=True):
+        half = level.shape[0] // 2
+        left, right = level[node], level[node + half]
+        left_is_small = left <= right
+        small = jnp.where(left_is_small, left, right)
+        take_small = _bernoulli(level_bits, small / (left + right))
+        node = node + half * (take_small != left_is_small).astype(jnp.int32)
+    return jnp.minimum(node, size - 1)
 
 
 def make_replay_buffer(

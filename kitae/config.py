@@ -12,10 +12,16 @@ environment transitions summed over the vectorized envs, as in Stable-Baselines3
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import dataclasses
 import importlib
 import numbers
+import sys
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -36,6 +42,13 @@ class AlgoParams:
 @dataclass
 class UpdateConfig:
     """How the agent's networks are updated.
+
+    The training loops honour ``max_buffer_size``, ``batch_size`` and ``n_epochs`` themselves;
+    the other fields are the agent's factories' to honour, while the agent is built:
+    ``learning_rate``, ``learning_rate_annealing`` and ``max_grad_norm`` by the optimizer of
+    ``train_state_factory`` (:func:`kitae.modules.optimizer.make_optimizer` reads all three),
+    ``shared_encoder`` by agents with policy and value heads. Building an agent warns about the
+    fields set away from their defaults that it never read (:func:`warn_unread_update_fields`).
 
     Attributes:
         learning_rate: optimizer step size.
@@ -147,6 +160,125 @@ class AlgoConfig:
     train_cfg: TrainConfig
     env_cfg: EnvConfig
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+LOOP_UPDATE_FIELDS = ("max_buffer_size", "batch_size", "n_epochs")
+"""The :class:`UpdateConfig` fields that the agents' training loops honour themselves."""
+
+
+def _recording_copy(update_cfg: Any, reads: set[str]) -> Any:
+    """A shallow copy of the dataclass ``update_cfg`` that adds the name of every field read
+    through it to ``reads``; equal to the original and an instance of its class."""
+    cls = type(update_cfg)
+    ordered = tuple(f.name for f in dataclasses.fields(update_cfg))
+    names = frozenset(ordered)
+
+    def __getattribute__(self: Any, name: str) -> Any:
+        if name in names:
+            reads.add(name)
+        return cls.__getattribute__(self, name)
+
+    def __eq__(self: Any, other: Any) -> Any:  # equal to the original class's instances too
+        if type(other) not in (cls, recorder):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in ordered)
+
+    recorder = type(
+        cls.__name__,
+        (cls,),
+        {
+            "__getattribute__": __getattribute__,
+            "__eq__": __eq__,
+            "__hash__": cls.__hash__,
+            "__slots__": (),
+            "__module__": cls.__module__,
+            "__qualname__": cls.__qualname__,
+        },
+    )
+    view = copy.copy(update_cfg)
+    object.__setattr__(view, "__class__", recorder)
+    return view
+
+
+@contextlib.contextmanager
+def recording_update_reads(config: AlgoConfig) -> Iterator[set[str]]:
+    """Records which ``config.update_cfg`` fields are read while the block runs.
+
+    Inside the block ``config.update_cfg`` is a recording copy of itself (same class, equal
+    values); the original object is put back on exit, also when the block raises. Configs whose
+    ``update_cfg`` is not a dataclass are left alone and record nothing.
+
+    Yields:
+        The set of field names read so far (filled while the block runs).
+    """
+    reads: set[str] = set()
+    original = config.update_cfg
+    if not dataclasses.is_dataclass(original) or isinstance(original, type):
+        yield reads
+        return
+    try:
+        config.update_cfg = _recording_copy(original, reads)
+    except TypeError:  # a class layout that cannot be recorded (e.g. an extension type)
+        yield reads
+        return
+    try:
+        yield reads
+    finally:
+        config.update_cfg = original
+
+
+def unread_update_fields(update_cfg: Any, reads: set[str] | frozenset[str]) -> list[str]:
+    """The fields of the dataclass ``update_cfg`` set away from their defaults and absent from
+    ``reads``, in declaration order (fields without a default count as set)."""
+    unread = []
+    for f in dataclasses.fields(update_cfg):
+        if f.name in reads:
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            unread.append(f.name)
+            continue
+        value = getattr(update_cfg, f.name)
+        try:
+            same = bool(value == default)
+        except (TypeError, ValueError):  # e.g. arrays
+            same = False
+        if not same:
+            unread.append(f.name)
+    return unread
+
+
+def _outside_kitae_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning issued by this function's caller at the first
+    frame outside the kitae package (the user's code that built the agent)."""
+    package = Path(__file__).resolve().parent
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and Path(frame.f_code.co_filename).resolve().is_relative_to(package):
+        level, frame = level + 1, frame.f_back
+    return level
+
+
+def warn_unread_update_fields(agent_name: str, update_cfg: Any, reads: set[str]) -> None:
+    """Warns (``UserWarning``) about the ``update_cfg`` fields set away from their defaults that
+    neither the agent ``agent_name`` nor its loop read (:data:`LOOP_UPDATE_FIELDS`): setting them
+    has no effect."""
+    if not dataclasses.is_dataclass(update_cfg):
+        return
+    unread = unread_update_fields(update_cfg, set(reads) | set(LOOP_UPDATE_FIELDS))
+    if not unread:
+        return
+    settings = ", ".join(f"{name}={getattr(update_cfg, name)!r}" for name in unread)
+    warnings.warn(
+        f"{agent_name} ignores update_cfg fields set away from their defaults: {settings}. Its "
+        "factories never read them while the agent was built, so they have no effect: honour "
+        "them (kitae.modules.optimizer.make_optimizer reads learning_rate, "
+        "learning_rate_annealing and max_grad_norm) or leave them at their defaults.",
+        UserWarning,
+        stacklevel=_outside_kitae_stacklevel(),
+    )
 
 
 def _fail(name: str, value: Any, fix: str) -> None:

@@ -149,6 +149,10 @@ def record_video(
         name_prefix: file name prefix (``<prefix>-episode-<i>.mp4``).
         max_steps: step cap per episode.
 
+    An agent with an acting state (``init_actor_state``, e.g. R2D2's recurrent core) acts each
+    episode from a fresh one (see :func:`greedy_single_env_actor`); its training state is left
+    alone.
+
     Returns:
         The video files written.
 
@@ -188,13 +192,16 @@ def record_video(
         )
     to_env = getattr(agent, "to_env_action", lambda a: a)
     preserved = getattr(agent, "preserved_keys", contextlib.nullcontext)
+    init_actor_state = getattr(agent, "init_actor_state", None)
+    act = greedy_single_env_actor(agent)
     before = set(video_dir.glob("*.mp4")) if video_dir.exists() else set()
     with preserved():
         try:
             for i in range(n_episodes):
                 obs, _ = env.reset(seed=seed + i)
+                actor_state = None if init_actor_state is None else init_actor_state(1)
                 for _ in range(max_steps):
-                    actions, _ = agent.select_action(np.asarray(obs)[None])
+                    actions, actor_state = act(np.asarray(obs)[None], actor_state)
                     action = np.asarray(to_env(np.asarray(actions)))[0]
                     obs, _, terminated, truncated, _ = env.step(action)
                     if terminated or truncated:
@@ -202,3 +209,36 @@ def record_video(
         finally:
             env.close()
     return sorted(set(video_dir.glob("*.mp4")) - before)
+
+
+def greedy_single_env_actor(agent: Any) -> Callable[[np.ndarray, Any], tuple[Any, Any]]:
+    """``act(observations, actor_state) -> (actions, actor_state)``: the agent's greedy action on
+    a batch ``observations [N, ...]``, for a host loop that owns the acting state.
+
+    An agent with an acting state (``init_actor_state``, e.g. a recurrent core) acts through its
+    ``act_fn(greedy=True)`` from the given ``actor_state`` (start each episode from
+    ``init_actor_state(N)``) and returns the next one; any other agent uses ``select_action``
+    (``actor_state`` stays ``None``).
+    """
+    if getattr(agent, "init_actor_state", None) is None:
+
+        def act_stateless(observations: np.ndarray, actor_state: Any) -> tuple[Any, Any]:
+            actions, _ = agent.select_action(observations)
+            return actions, actor_state
+
+        return act_stateless
+    greedy = agent.act_fn(greedy=True)
+    hyperparams = dict(getattr(agent, "hyperparams", {}) or {})
+
+    def act(observations: np.ndarray, actor_state: Any) -> tuple[Any, Any]:
+        actions, _, actor_state = greedy(
+            agent.acting_state,
+            agent.interact_keys(observations),
+            observations,
+            agent.env_steps,
+            hyperparams,
+            actor_state,
+        )
+        return actions, actor_state
+
+    return act

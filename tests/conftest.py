@@ -2,12 +2,15 @@
 
 JAX's persistent compilation cache is enabled here, at import time of this conftest (before any
 test module compiles anything), so repeated test runs reuse compiled executables. The cache lives
-in ``<repo>/.jax_cache`` (git-ignored) unless ``KITAE_TEST_JAX_CACHE`` names another directory.
+outside the checkout, in the user cache directory ``$XDG_CACHE_HOME/kitae/jax-tests`` (by
+default ``~/.cache/kitae/jax-tests``), or in ``<system tmp>/kitae-jax-tests-<uid>`` without a
+home directory; ``KITAE_TEST_JAX_CACHE`` names another directory.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -16,12 +19,33 @@ import pytest
 
 import kitae  # noqa: F401  (its CPU defaults must be set before JAX initialises a backend)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-JAX_CACHE_DIR = Path(os.environ.get("KITAE_TEST_JAX_CACHE", REPO_ROOT / ".jax_cache"))
+
+def default_jax_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/kitae/jax-tests``, else ``~/.cache/kitae/jax-tests``, else (no home
+    directory) a per-user folder of the system tmp."""
+    cache_home = os.environ.get("XDG_CACHE_HOME")
+    if cache_home:
+        return Path(cache_home) / "kitae" / "jax-tests"
+    try:
+        home = Path.home()
+    except (RuntimeError, KeyError):  # no HOME and no password-database entry
+        home = None
+    if home is not None and home.is_dir():
+        return home / ".cache" / "kitae" / "jax-tests"
+    user = os.getuid() if hasattr(os, "getuid") else "user"
+    return Path(tempfile.gettempdir()) / f"kitae-jax-tests-{user}"
+
+
+JAX_CACHE_DIR = Path(os.environ.get("KITAE_TEST_JAX_CACHE") or default_jax_cache_dir())
 
 jax.config.update("jax_compilation_cache_dir", str(JAX_CACHE_DIR))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Runs the mutation tests last: their subprocesses then find the compilation cache warm."""
+    items.sort(key=lambda item: getattr(item.module, "__name__", "") == "test_mutations")
 
 
 @pytest.fixture
@@ -49,3 +73,15 @@ def trace_counter():
         yield counts
     finally:
         jax.monitoring.unregister_event_duration_listener(listener)
+
+
+_MUTANT = os.environ.get("KITAE_MUTANT")
+if _MUTANT:
+    # A mutation run (see tests/mutants): apply the named deliberate bug for the whole session.
+    from mutants import load_all
+
+    _mutants = load_all()
+    if _MUTANT not in _mutants:
+        raise pytest.UsageError(f"KITAE_MUTANT={_MUTANT!r} is not a declared mutant")
+    _mutant_patch = pytest.MonkeyPatch()
+    _mutants[_MUTANT].apply(_mutant_patch)

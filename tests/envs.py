@@ -6,6 +6,15 @@
   which episode and step it came from; episodes have a fixed length and end by termination or
   truncation depending on the parity of the episode id.
 
+Envs whose optimal policy depends on one detail of the targets (their optimal Q-values, and those
+of the broken variant, are computed in each docstring):
+
+* :class:`NearFar`: a small reward now or a large one later; flips with the discount, and
+  bootstrapping through its terminations prefers the small one.
+* :class:`TreasureChain`: the time limit always cuts the path to the treasure; only an agent that
+  bootstraps at truncations walks the path.
+* :class:`TwoGoals`: the continuous (1-D point) version of :class:`NearFar`, several steps long.
+
 :func:`make_vec` builds same-step-autoreset vector envs from them, as kitae's loop needs.
 """
 
@@ -131,6 +140,195 @@ class Counting(gym.Env):
     @staticmethod
     def episode_return(length: int) -> float:
         return length * (length + 1) / 2
+
+
+class NearFar(gym.Env):
+    """A small reward now or a large reward ``far_length`` steps later.
+
+    States: the start ``0`` and the corridor cells ``1 .. far_length - 1``; the observation is the
+    one-hot ``float32[far_length]`` of the state. At the start, action ``0`` (*near*) pays
+    ``near_reward`` and terminates; action ``1`` (*far*) enters cell 1 (reward 0). In a cell every
+    action moves one cell on (reward 0); leaving the last cell pays ``far_reward`` and terminates.
+    Every episode starts at the start, and **the final observation of every episode is the start's
+    observation**, so an agent that bootstraps through terminations values each episode's end as
+    the start of another episode.
+
+    Optimal Q-values (``R = far_reward``, ``r = near_reward``, ``k = far_length``): a cell ``i``
+    is worth ``gamma^(k - 1 - i) R`` whatever the action; at the start ``Q(near) = r`` and
+    ``Q(far) = gamma^(k - 1) R``. Bootstrapping through terminations instead solves the continuing
+    task that loops back to the start: ``V = max(r / (1 - gamma), gamma^(k - 1) R / (1 - gamma^k))``
+    and ``Q(near) = r + gamma V``, ``Q(far) = gamma^(k - 1) (R + gamma V)``, which prefers *near*
+    as soon as ``r (1 - gamma^k) > gamma^(k - 1) R (1 - gamma)``.
+
+    * ``NearFar(0.5, 3)`` (the discount decides): with gamma 0.99, ``Q(start) = [0.5, 0.9801]``
+      (*far*), cells ``[0.99, 1]``; with gamma 0.5, ``Q(start) = [0.5, 0.25]`` (*near*), cells
+      ``[0.5, 1]``.
+    * ``NearFar(0.7, 2)`` with gamma 0.9 (terminations decide): ``Q(start) = [0.7, 0.9]`` (*far*),
+      cell ``1``. Bootstrapping through terminations: ``V = 7``, ``Q(start) = [7.0, 6.57]``
+      (*near*), cell ``7.3``.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, near_reward: float = 0.5, far_length: int = 3, far_reward: float = 1.0):
+        if far_length < 2:
+            raise ValueError("far_length must be >= 2")
+        self.near_reward = near_reward
+        self.far_length = far_length
+        self.far_reward = far_reward
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (far_length,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.state = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.eye(self.far_length, dtype=np.float32)[self.state]
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.state = 0
+        return self._obs(), {}
+
+    def step(self, action):
+        if self.state == 0 and int(action) == 0:
+            reward, terminated = self.near_reward, True
+        else:
+            self.state += 1
+            terminated = self.state == self.far_length
+            reward = self.far_reward if terminated else 0.0
+        if terminated:
+            self.state = 0
+        return self._obs(), float(reward), terminated, False, {}
+
+    def optimal_q_values(self, gamma: float) -> np.ndarray:
+        """``float64[far_length, 2]``: the optimal Q-value of every state and action."""
+        k = self.far_length
+        q = np.array([[gamma ** (k - 1 - i) * self.far_reward] * 2 for i in range(k)])
+        q[0] = [self.near_reward, gamma ** (k - 1) * self.far_reward]
+        return q
+
+
+class TreasureChain(gym.Env):
+    """A chain ``0 .. length`` whose time limit always cuts the path to the treasure at ``length``.
+
+    Observation: the one-hot ``float32[length + 1]`` of the position (no time). Half the episodes
+    start at ``0``, half on the treasure (drawn with the env's generator). Action ``0`` (*quit*)
+    pays ``quit_reward`` and terminates; action ``1`` (*go*) moves one cell right (reward 0). On
+    the treasure every action pays ``treasure_reward`` and terminates. Build it with
+    :func:`treasure_chain` to get the time limit of ``length`` steps: from ``0``, walking the
+    chain reaches the treasure exactly when the episode is truncated, so every *go* from position
+    ``length - 1`` is a truncated transition, and the treasure's value is only learned from the
+    episodes that start on it.
+
+    Optimal Q-values (time-limit-free values, which an agent bootstrapping at truncations learns;
+    ``R = treasure_reward``, ``q = quit_reward``): ``Q(i, go) = gamma^(length - i) R``,
+    ``Q(i, quit) = q``, treasure ``R``. With length 3, gamma 0.9, ``q = 0.5``, ``R = 1``:
+    ``Q(0) = [0.5, 0.729]``, ``Q(1) = [0.5, 0.81]``, ``Q(2) = [0.5, 0.9]`` (*go* everywhere).
+    Treating truncation as termination sets ``Q(length - 1, go) = 0``; then ``V(i) = q`` and
+    ``Q(i, go) = gamma q = 0.45 < 0.5`` at the other positions: *quit* everywhere.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, length: int = 3, quit_reward: float = 0.5, treasure_reward: float = 1.0):
+        if length < 2:
+            raise ValueError("length must be >= 2")
+        self.length = length
+        self.quit_reward = quit_reward
+        self.treasure_reward = treasure_reward
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (length + 1,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.position = 0
+
+    def _obs(self) -> np.ndarray:
+        return np.eye(self.length + 1, dtype=np.float32)[self.position]
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.position = self.length if self.np_random.random() < 0.5 else 0
+        return self._obs(), {}
+
+    def step(self, action):
+        if self.position == self.length:
+            return self._obs(), float(self.treasure_reward), True, False, {}
+        if int(action) == 0:
+            return self._obs(), float(self.quit_reward), True, False, {}
+        self.position += 1
+        return self._obs(), 0.0, False, False, {}
+
+    def optimal_q_values(self, gamma: float) -> np.ndarray:
+        """``float64[length + 1, 2]``: the optimal (time-limit-free) Q-values."""
+        n = self.length
+        q = np.array(
+            [[self.quit_reward, gamma ** (n - i) * self.treasure_reward] for i in range(n + 1)]
+        )
+        q[n] = self.treasure_reward
+        return q
+
+
+def treasure_chain(length: int = 3, **kwargs) -> gym.Env:
+    """A :class:`TreasureChain` under a ``TimeLimit`` of ``length`` steps."""
+    return gym.wrappers.TimeLimit(TreasureChain(length, **kwargs), length)
+
+
+class TwoGoals(gym.Env):
+    """A 1-D point between a near goal with a small reward and a far goal with a large one.
+
+    Observation ``[x]``; action ``a`` in ``[-1, 1]`` moves ``x`` by ``speed * a``. Reaching
+    ``x <= near`` pays ``near_reward`` and terminates, reaching ``x >= far`` pays ``far_reward``
+    and terminates; other steps pay 0. Episodes start at ``x`` drawn uniformly in ``(near, far)``
+    (``random_start``, so that both goals are met early in training) or at ``x = 0``. As in
+    :class:`NearFar`, the final observation is the home position's, ``[0]``. Build it with
+    :func:`two_goals` for a time limit.
+
+    With the defaults (speed 0.5, near -0.4, far 1.25, rewards 0.5 and 1) and gamma 0.9: from
+    ``x = 0`` the near goal is one step away (``a <= -0.8``), worth 0.5, the far one three steps
+    away at full speed, worth ``0.9^2 = 0.81``, so the optimal policy drives right for three steps
+    (from any start the far goal is at most four steps away, worth ``0.9^3 = 0.729 > 0.5``).
+    Acting on the immediate reward, or with gamma below ``sqrt(0.5)``, goes left from ``x = 0``.
+    Bootstrapping through terminations solves the loop back to ``x = 0`` instead, worth
+    ``0.5 / (1 - 0.9) = 5`` by the near goal against ``0.81 / (1 - 0.9^3) = 2.99`` by the far one:
+    left too.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        speed: float = 0.5,
+        near: float = -0.4,
+        far: float = 1.25,
+        near_reward: float = 0.5,
+        far_reward: float = 1.0,
+        random_start: bool = True,
+    ):
+        self.speed, self.near, self.far = speed, near, far
+        self.random_start = random_start
+        self.near_reward, self.far_reward = near_reward, far_reward
+        self.observation_space = gym.spaces.Box(near - speed, far + speed, (1,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.x = 0.0
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.x = float(self.np_random.uniform(self.near, self.far)) if self.random_start else 0.0
+        return np.array([self.x], np.float32), {}
+
+    def step(self, action):
+        a = float(np.clip(np.asarray(action, np.float64).reshape(-1)[0], -1.0, 1.0))
+        self.x += self.speed * a
+        reward, terminated = 0.0, False
+        if self.x <= self.near:
+            reward, terminated = self.near_reward, True
+        elif self.x >= self.far:
+            reward, terminated = self.far_reward, True
+        if terminated:
+            self.x = 0.0
+        return np.array([self.x], np.float32), float(reward), terminated, False, {}
+
+
+def two_goals(max_episode_steps: int = 10, **kwargs) -> gym.Env:
+    """A :class:`TwoGoals` under a ``TimeLimit`` (truncation) of ``max_episode_steps``."""
+    return gym.wrappers.TimeLimit(TwoGoals(**kwargs), max_episode_steps)
 
 
 def make_vec(

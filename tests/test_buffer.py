@@ -7,7 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kitae.buffer import Experience, ReplayBufferState, RolloutBuffer, make_replay_buffer
+from kitae.buffer import (
+    Experience,
+    ReplayBufferState,
+    RolloutBuffer,
+    make_replay_buffer,
+    sample_proportional,
+)
 
 OBS_DIM = 2
 
@@ -510,19 +516,166 @@ def test_prioritized_sampling_frequencies_follow_priorities_to_the_alpha():
     assert counts[2:].sum() == 0  # empty slots are never drawn
 
 
-def test_prioritized_importance_weights_and_beta_annealing():
-    buffer = prioritized(capacity=8, n_envs=2, alpha=1.0, beta_start=0.5, beta_steps=4)
-    state = fill(buffer, 1)  # 2 transitions
-    slots, envs = jnp.array([0, 0]), jnp.array([0, 1])
-    state = buffer.update_priorities(state, slots, envs, jnp.array([1.0, 4.0]))
-    # one update of 4: beta = 0.5 + 0.5 * 1/4 = 0.625; w_i = (p_min / p_i)^beta
-    assert float(buffer.beta(state)) == pytest.approx(0.625)
-    weights = buffer.importance_weights(state, slots, envs)
-    np.testing.assert_allclose(weights, [1.0, (1.0 / 4.0) ** 0.625], rtol=1e-4)
-    for _ in range(5):
-        state = buffer.update_priorities(state, slots, envs, jnp.array([1.0, 4.0]))
-    assert float(buffer.beta(state)) == pytest.approx(1.0)  # annealed to 1, then held
-    np.testing.assert_allclose(buffer.importance_weights(state, slots, envs), [1.0, 0.25], 1e-4)
+def million_slot_state(buffer, position, size, td_errors):
+    """A state of ``buffer`` (1M slots) with the given write pointers and sizes, and the
+    priorities ``(|td_errors| + eps)^alpha`` written into every slot (stored or not)."""
+    t_max, n_envs = buffer.slots_per_env, buffer.n_envs
+    example = Experience(
+        observation=np.zeros((n_envs, 1), np.float32),
+        action=np.zeros(n_envs, np.int32),
+        reward=np.zeros(n_envs, np.float32),
+        done=np.zeros(n_envs, bool),
+        next_observation=np.zeros((n_envs, 1), np.float32),
+    )
+    state = buffer.init(example)
+    state = state.replace(position=jnp.asarray(position, jnp.int32), size=jnp.asarray(size))
+    slots, envs = np.divmod(np.arange(t_max * n_envs), n_envs)
+    write = jax.jit(buffer.update_priorities)
+    return write(state, jnp.asarray(slots), jnp.asarray(envs), jnp.asarray(td_errors.reshape(-1)))
+
+
+def poisson_dispersion_z(counts: np.ndarray, means: np.ndarray) -> float:
+    """How many standard deviations Pearson's statistic ``sum (O - E)^2 / E`` of per-slot
+    ``counts`` lies above its mean, were each count Poisson with mean ``means`` (each term then
+    has mean 1 and variance ``2 + 1 / E``). Sampling at the right per-slot rates gives at most
+    Poisson dispersion; rates that are wrong slot by slot inflate it."""
+    pearson = np.sum((counts - means) ** 2 / means)
+    return float((pearson - len(means)) / np.sqrt(np.sum(2.0 + 1.0 / means)))
+
+
+@pytest.mark.slow
+def test_prioritized_sampling_is_exact_at_a_million_slots():
+    """Draw frequencies match ``p^alpha / sum`` at 1M slots, slot by slot for the lowest
+    priorities too. (Searching one float32 cumulative sum over the slots gets the binned
+    frequencies right, but never draws many floor-priority slots and over-draws others: their
+    dispersion is then about 15 standard deviations above Poisson's.)"""
+    n_envs, t_max, alpha, length = 4, 250_000, 0.6, 3
+    n_slots = n_envs * t_max
+    buffer = prioritized(capacity=n_slots, n_envs=n_envs, alpha=alpha)
+    rng = np.random.default_rng(0)
+    # Most transitions are learned (TD error 0: the priority floor eps^alpha), a tenth have
+    # small TD errors spread over three decades, 1000 have a large one.
+    small_td = 10.0 ** rng.uniform(-4.0, -1.0, (t_max, n_envs))
+    td = np.where(rng.random((t_max, n_envs)) < 0.9, 0.0, small_td)
+    large = rng.choice(n_slots, 1000, replace=False)
+    td.reshape(-1)[large] = 100.0
+    position, size = np.array([0, 1234, t_max - 1, 200_000]), np.array([t_max] * 3 + [200_000])
+    state = million_slot_state(buffer, position, size, td.astype(np.float32))
+
+    # Hand-computed distribution, in float64: windows of 3 start only at stored slots followed
+    # by 2 stored ones (rank counted from each env's oldest slot).
+    rank = (np.arange(t_max)[:, None] - (position - size)[None, :]) % t_max
+    startable = (rank < size - (length - 1)).reshape(-1)
+    mass = np.where(startable, (td.reshape(-1) + 1e-6) ** alpha, 0.0)
+    expected = mass / mass.sum()
+
+    n_keys, batch_size = 256, 8192
+    draw = jax.jit(
+        jax.vmap(lambda s, k: buffer.sample_indices(s, k, batch_size, length), in_axes=(None, 0))
+    )
+    slots, envs = draw(state, jax.random.split(jax.random.PRNGKey(0), n_keys))
+    flat = (np.asarray(slots) * n_envs + np.asarray(envs)).reshape(-1)
+    n_draws = flat.size
+    counts = np.bincount(flat, minlength=n_slots)
+    assert counts[~startable].sum() == 0  # no window past a write pointer
+
+    # Frequencies of bins: each class of priority by quarter of the buffer.
+    kind = np.select([td.reshape(-1) == 0.0, td.reshape(-1) < 1.0], [0, 1], 2)
+    bins = np.where(startable, kind * 4 + np.arange(n_slots) * 4 // n_slots, -1)
+    observed = np.bincount(bins[startable], weights=counts[startable], minlength=12)
+    predicted = n_draws * np.bincount(bins[startable], weights=expected[startable], minlength=12)
+    assert predicted.min() > 1000
+    chi2 = float(np.sum((observed - predicted) ** 2 / predicted))
+    # dof = 11; the 99.9% quantile of chi2(11) is 31.3.
+    assert chi2 < 31.3, (chi2, np.round(observed / predicted - 1.0, 4))
+
+    # Slot by slot: the floor-priority transitions of each half of the buffer (about 0.03
+    # expected draws each), and the large-priority ones (about 500 each).
+    half = np.arange(n_slots) * 2 // n_slots
+    groups = [startable & (kind == 0) & (half == 0), startable & (kind == 0) & (half == 1)]
+    groups.append(startable & (kind == 2))
+    z = [poisson_dispersion_z(counts[g], n_draws * expected[g]) for g in groups]
+    assert max(z) < 4.0, z
+
+
+def test_prioritized_sampling_descends_to_each_slot_at_its_rate():
+    """Past 2^10 slots every draw descends a sum tree: per-slot rates, windows and empty slots."""
+    n_envs, t_max, alpha, length = 2, 3000, 0.5, 2
+    buffer = prioritized(capacity=n_envs * t_max, n_envs=n_envs, alpha=alpha)
+    rng = np.random.default_rng(1)
+    td = 10.0 ** rng.uniform(-3.0, 1.0, (t_max, n_envs))
+    position, size = np.array([2500, 1000]), np.array([t_max, 1000])  # env 1 never wrapped
+    state = million_slot_state(buffer, position, size, td.astype(np.float32))
+    rank = (np.arange(t_max)[:, None] - (position - size)[None, :]) % t_max
+    startable = (rank < size - (length - 1)).reshape(-1)
+    mass = np.where(startable, (td.reshape(-1) + 1e-6) ** alpha, 0.0)
+    expected = mass / mass.sum()
+
+    draw = jax.jit(jax.vmap(lambda s, k: buffer.sample_indices(s, k, 4096, length), (None, 0)))
+    slots, envs = draw(state, jax.random.split(jax.random.PRNGKey(2), 64))
+    counts = np.bincount((np.asarray(slots) * n_envs + np.asarray(envs)).reshape(-1), None, 6000)
+
+    assert counts[~startable].sum() == 0  # never the last slot of a window, nor an empty one
+    means = counts.sum() * expected[startable]  # 3 to 250 draws per slot
+    assert means.min() > 2
+    # Stratified draws are less dispersed than Poisson; wrong per-slot rates would be more.
+    assert poisson_dispersion_z(counts[startable], means) < 4.0
+
+
+def test_sample_proportional_small_and_degenerate_masses():
+    """Zero masses are never drawn (also in the padding of a non-power-of-two array); with no
+    mass at all every draw is the last index."""
+    sample = jax.jit(sample_proportional, static_argnums=2)
+    mass = np.zeros(1500, np.float32)
+    mass[[0, 700, 1499]] = [1.0, 2.0, 1.0]
+    values, counts = np.unique(
+        np.asarray(sample(mass, jax.random.key(0), 40_000)), return_counts=True
+    )
+    assert values.tolist() == [0, 700, 1499]
+    np.testing.assert_allclose(counts / 40_000, [0.25, 0.5, 0.25], atol=0.01)
+    none = sample(np.zeros(1500, np.float32), jax.random.key(1), 8)
+    np.testing.assert_array_equal(none, np.full(8, 1499))
+
+
+def hand_importance_weights(priorities, startable, beta):
+    """``(N * P(i))^-beta / max_k (N * P(k))^-beta`` over the startable slots, in float64,
+    from the stored priorities ``p_i^alpha`` (``[T, N]``); NaN where nothing may start."""
+    p = np.asarray(priorities, np.float64)[startable]
+    scaled = (len(p) * p / p.sum()) ** -beta
+    weights = np.full(startable.shape, np.nan)
+    weights[startable] = scaled / scaled.max()
+    return weights
+
+
+@pytest.mark.parametrize("length", [1, 2], ids=["transitions", "windows-of-2"])
+def test_prioritized_importance_weights_of_every_sampled_element(length):
+    alpha, beta_start, beta_steps, eps = 0.5, 0.4, 10, 1e-6
+    buffer = prioritized(
+        capacity=12, n_envs=2, alpha=alpha, beta_start=beta_start, beta_steps=beta_steps
+    )  # T = 6
+    state = fill(buffer, 5)  # slots 0..4 of both envs
+    td = np.array([[0.5, 3.0], [8.0, 0.0], [1.0, 24.0], [2.0, 0.1], [15.0, 4.0]], np.float32)
+    slots, envs = np.divmod(np.arange(10), 2)
+    write = jax.jit(buffer.update_priorities)
+    sample = jax.jit(lambda s, k: buffer.sample_indices(s, k, 64, length))
+    weights_of = jax.jit(lambda s, sl, en: buffer.importance_weights(s, sl, en, length))
+    # a window of `length` starts at the slots followed by length - 1 stored ones
+    startable = np.zeros((6, 2), bool)
+    startable[: 5 - (length - 1)] = True
+
+    for n_updates, beta in [(3, 0.4 + 0.6 * 3 / 10), (12, 1.0)]:  # beta annealed, then held
+        while int(state.updates) < n_updates:  # rewriting the same priorities only counts
+            state = write(state, slots, envs, td.reshape(-1))
+        assert float(buffer.beta(state)) == pytest.approx(beta)
+        np.testing.assert_allclose(state.priorities[:5], (np.abs(td) + eps) ** alpha, rtol=1e-6)
+
+        got_slots, got_envs = sample(state, jax.random.PRNGKey(n_updates))
+        got_slots, got_envs = np.asarray(got_slots), np.asarray(got_envs)
+        assert startable[got_slots, got_envs].all()
+        assert len(set(zip(got_slots, got_envs, strict=True))) >= 5
+        expected = hand_importance_weights(state.priorities, startable, beta)
+        weights = weights_of(state, got_slots, got_envs)
+        np.testing.assert_allclose(weights, expected[got_slots, got_envs], rtol=1e-5)
 
 
 def test_prioritized_sequences_only_start_where_a_full_window_is_stored():

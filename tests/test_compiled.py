@@ -14,6 +14,7 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from flax import struct
 from gymnax.environments import spaces as gymnax_spaces
@@ -193,44 +194,255 @@ def dqn_agent_config():
     )
 
 
-# ---- same batch in, same params out -------------------------------------------------------------
+# ---- the update programs against references written with jax.grad and optax ------------------
+
+REF_DQN_PARAMS = DQNParams(
+    hidden_sizes=(16,),
+    gamma=0.9,
+    double_q=True,
+    loss="mse",
+    tau=0.5,
+    target_update_period=2,
+    start_step=-1,
+    skip_steps=1,
+)
+REF_DQN_UPDATE = UpdateConfig(
+    learning_rate=1e-2,
+    learning_rate_annealing=False,
+    max_grad_norm=None,
+    max_buffer_size=200,
+    batch_size=16,
+    n_epochs=3,
+)
 
 
-def test_off_policy_update_fn_matches_the_gymnasium_agent(dqn_config, dqn_train, dqn_run):
-    agent = DQN("dqn", dqn_config)
-    runner, _ = dqn_run
-    # a trained state (non-zero optimizer moments) and a replay buffer of real CartPole data
-    state, buffer_state = runner.agent_state, runner.buffer_state
-    assert agent.replay_buffer == dqn_train.buffer
-    key = jax.random.PRNGKey(42)
-
-    # The agent's update donates the buffer state: hand it a copy.
-    copy = jax.tree.map(jnp.copy, buffer_state)
-    new_agent, _, key_agent, info_agent = agent.update_fn(state, copy, key)
-    new_compiled, _, key_compiled, info_compiled = jax.jit(dqn_train.update_fn)(
-        state, buffer_state, key
+def random_cartpole_transitions(n_steps: int, n_envs: int, seed: int = 0) -> Experience:
+    """Distinct made-up transitions ``[n_steps, n_envs]`` with CartPole's shapes; about one in
+    five terminates, one in ten is truncated."""
+    rng = np.random.default_rng(seed)
+    shape = (n_steps, n_envs)
+    done = rng.random(shape) < 0.2
+    return Experience(
+        observation=jnp.asarray(rng.normal(size=(*shape, 4)), jnp.float32),
+        action=jnp.asarray(rng.integers(0, 2, shape), jnp.int32),
+        reward=jnp.asarray(rng.normal(size=shape), jnp.float32),
+        done=jnp.asarray(done),
+        next_observation=jnp.asarray(rng.normal(size=(*shape, 4)), jnp.float32),
+        log_prob=jnp.asarray(np.log(0.5) + 0.2 * rng.normal(size=shape), jnp.float32),
+        truncated=jnp.asarray(~done & (rng.random(shape) < 0.1)),
     )
 
-    assert not trees_equal(params_of(new_agent), params_of(state))  # the update did something
-    assert_trees_equal(params_of(new_agent), params_of(new_compiled))
-    assert_trees_equal(new_agent.target_params, new_compiled.target_params)
-    assert_trees_equal(new_agent.opt_state, new_compiled.opt_state)
-    np.testing.assert_array_equal(key_agent, key_compiled)
-    assert_trees_equal(info_agent, info_compiled)
+
+def reference_dqn_update(apply_fn, params, target_params, buffer, buffer_state, key):
+    """``REF_DQN_PARAMS``' update written out: for each of the 3 epochs, the batch sampled with
+    the epoch's key (the key splits of :func:`kitae.base.make_off_policy_update`), double-Q
+    targets ``r + gamma (1 - done) Q_target(s', argmax_a Q(s', a))``, one ``optax.adam`` step on
+    the mean squared TD error, and the Polyak update ``0.5 params + 0.5 target`` after every
+    second gradient step.
+
+    Returns:
+        ``(params, target_params, mean loss, mean Q(s, a))``.
+    """
+    p, u = REF_DQN_PARAMS, REF_DQN_UPDATE
+    adam = optax.adam(u.learning_rate)
+    opt_state = adam.init(params)
+    _, sub = jax.random.split(key)
+    losses, q_means = [], []
+    for step, step_key in enumerate(jax.random.split(sub, u.n_epochs), start=1):
+        k_sample, _, _ = jax.random.split(step_key, 3)
+        slots, envs = buffer.sample_indices(buffer_state, k_sample, u.batch_size)
+        batch = jax.tree.map(lambda x, s=slots, e=envs: x[s, e], buffer_state.data)
+        next_actions = jnp.argmax(apply_fn(params, batch.next_observation), axis=-1)
+        next_q = apply_fn(target_params, batch.next_observation)
+        bootstrap = next_q[jnp.arange(u.batch_size), next_actions]
+        targets = batch.reward + p.gamma * (1.0 - batch.done) * bootstrap
+
+        def loss_fn(params, batch=batch, targets=targets):
+            q = apply_fn(params, batch.observation)[jnp.arange(u.batch_size), batch.action]
+            return jnp.mean((q - targets) ** 2), q.mean()
+
+        (loss, q_mean), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = adam.update(grads, opt_state, params)
+        params = optax.apply_updates(params, updates)
+        if step % p.target_update_period == 0:
+            target_params = jax.tree.map(
+                lambda w, t: p.tau * w + (1 - p.tau) * t, params, target_params
+            )
+        losses.append(loss)
+        q_means.append(q_mean)
+    return params, target_params, jnp.mean(jnp.stack(losses)), jnp.mean(jnp.stack(q_means))
 
 
-def test_on_policy_update_fn_matches_the_gymnasium_agent():
+def assert_trees_close(a, b, rtol=1e-5, atol=1e-6):
+    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(la) == len(lb) and la
+    for x, y in zip(la, lb, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
+
+
+def test_compiled_dqn_update_matches_a_reference_written_with_optax():
+    config = cartpole_config(
+        DQN,
+        CARTPOLE,
+        n_envs=4,
+        n_env_steps=1_000,
+        algo_params=REF_DQN_PARAMS,
+        update_cfg=REF_DQN_UPDATE,
+    )
+    trainer = make_dqn_train(config)
+    agent = DQN("dqn-reference", config)
+    assert agent.replay_buffer == trainer.buffer
+    state = agent.state
+    # a target network that differs from the online one
+    state = state.replace(target_params=jax.tree.map(lambda w: 0.5 * w + 0.01, state.params))
+    transitions = random_cartpole_transitions(20, 4)
+    buffer = trainer.buffer
+    buffer_state = jax.jit(buffer.add_batch)(
+        buffer.init(jax.tree.map(lambda x: x[0], transitions)), transitions
+    )
+    key = jax.random.PRNGKey(42)
+
+    params, target_params, loss, q_mean = jax.jit(
+        functools.partial(reference_dqn_update, state.apply_fn, buffer=buffer)
+    )(state.params, state.target_params, buffer_state=buffer_state, key=key)
+
+    copy = jax.tree.map(jnp.copy, buffer_state)  # the agent's update donates the buffer state
+    paths = {
+        "compiled": jax.jit(trainer.update_fn)(state, buffer_state, key),
+        "gymnasium agent": agent.update_fn(state, copy, key),
+    }
+    for path, (new_state, _, new_key, info) in paths.items():
+        assert int(new_state.step) == 3, path
+        assert_trees_close(new_state.params, params)
+        assert_trees_close(new_state.target_params, target_params)
+        np.testing.assert_allclose(float(info["loss_qvalue"]), float(loss), rtol=1e-5)
+        np.testing.assert_allclose(float(info["qvalue_mean"]), float(q_mean), rtol=1e-5)
+        np.testing.assert_array_equal(new_key, jax.random.split(key)[0])
+    # the check has teeth: the steps moved both networks
+    assert not trees_equal(params_of(paths["compiled"][0]), params_of(state))
+    assert not trees_equal(paths["compiled"][0].target_params, state.target_params)
+
+
+REF_PPO_PARAMS = PPOParams(
+    hidden_sizes=(16,),
+    gamma=0.9,
+    gae_lambda=0.8,
+    clip_eps=0.2,
+    entropy_coef=0.01,
+    value_coef=0.5,
+    normalize_advantages=True,
+)
+REF_PPO_UPDATE = UpdateConfig(
+    learning_rate=3e-2,
+    learning_rate_annealing=False,
+    max_grad_norm=None,
+    max_buffer_size=32,
+    batch_size=32,
+    n_epochs=2,
+)
+
+
+def gae_by_hand(rewards, values, next_values, terminated, truncated, gamma, lam):
+    """GAE over one env's ``[T]`` rollout in plain numpy: terminations do not bootstrap, both
+    kinds of episode end stop the recursion, the rollout's last step bootstraps."""
+    advantages = np.zeros(len(rewards))
+    following = 0.0
+    for t in reversed(range(len(rewards))):
+        bootstrap = 0.0 if terminated[t] else gamma * next_values[t]
+        if terminated[t] or truncated[t]:
+            following = 0.0
+        advantages[t] = rewards[t] + bootstrap - values[t] + gamma * lam * following
+        following = advantages[t]
+    return advantages
+
+
+def reference_ppo_update(apply_fn, params, rollout):
+    """``REF_PPO_PARAMS``' update written out: GAE by hand with the values of the initial
+    params, then, per epoch, one full-batch ``optax.adam`` step (eps 1e-5) on the clipped
+    surrogate with normalised advantages, plus ``0.5 * (V - G)^2`` minus ``0.01 * entropy``.
+
+    Returns:
+        ``(params, info)``, ``info`` averaged over the epochs.
+    """
+    p, u = REF_PPO_PARAMS, REF_PPO_UPDATE
+    n_steps, n_envs = rollout.reward.shape
+
+    def values_of(observations):  # [T, N, 4] -> [T, N]
+        _, v = apply_fn(params, observations.reshape(n_steps * n_envs, -1))
+        return np.asarray(v, np.float64).reshape(n_steps, n_envs)
+
+    values, next_values = values_of(rollout.observation), values_of(rollout.next_observation)
+    advantages = np.stack(
+        [
+            gae_by_hand(
+                np.asarray(rollout.reward)[:, n],
+                values[:, n],
+                next_values[:, n],
+                np.asarray(rollout.done)[:, n],
+                np.asarray(rollout.truncated)[:, n],
+                p.gamma,
+                p.gae_lambda,
+            )
+            for n in range(n_envs)
+        ],
+        axis=1,
+    )
+    returns = advantages + values
+    flat = lambda x: jnp.asarray(np.reshape(x, (-1, *np.shape(x)[2:])))  # noqa: E731
+    obs, actions, old_log_probs = (
+        flat(rollout.observation),
+        flat(rollout.action),
+        flat(rollout.log_prob),
+    )
+    adv = flat(advantages).astype(jnp.float32)
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    targets = flat(returns).astype(jnp.float32)
+
+    def loss_fn(params):
+        logits, v = apply_fn(params, obs)
+        log_pi = jax.nn.log_softmax(logits)
+        log_ratio = log_pi[jnp.arange(actions.shape[0]), actions] - old_log_probs
+        ratio = jnp.exp(log_ratio)
+        clipped = jnp.clip(ratio, 1 - p.clip_eps, 1 + p.clip_eps)
+        policy = -jnp.mean(jnp.minimum(ratio * adv, clipped * adv))
+        value = 0.5 * jnp.mean((v - targets) ** 2)
+        entropy = jnp.mean(-jnp.sum(jnp.exp(log_pi) * log_pi, axis=-1))
+        loss = policy + p.value_coef * value - p.entropy_coef * entropy
+        kl = jnp.mean(ratio - 1 - log_ratio)
+        return loss, {
+            "loss": loss,
+            "loss_policy": policy,
+            "loss_value": value,
+            "entropy": entropy,
+            "approx_kl": kl,
+        }
+
+    adam = optax.adam(u.learning_rate, eps=1e-5)
+
+    @jax.jit
+    def step(params, opt_state):
+        (_, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = adam.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, info
+
+    opt_state = adam.init(params)
+    infos = []
+    for _ in range(u.n_epochs):
+        params, opt_state, info = step(params, opt_state)
+        infos.append(info)
+    return params, jax.tree.map(lambda *x: np.mean(x), *infos)
+
+
+def test_compiled_ppo_update_matches_a_reference_written_with_optax():
     config = cartpole_config(
         PPO,
         CARTPOLE,
         n_envs=4,
         n_env_steps=256,
-        algo_params=PPOParams(hidden_sizes=(32, 32)),
-        update_cfg=UpdateConfig(
-            learning_rate=3e-3, max_grad_norm=0.5, max_buffer_size=64, batch_size=16, n_epochs=2
-        ),
+        algo_params=REF_PPO_PARAMS,
+        update_cfg=REF_PPO_UPDATE,
     )
-    agent = PPO("ppo", config)
+    agent = PPO("ppo-reference", config)
     trainer = make_train(
         config,
         CARTPOLE,
@@ -240,30 +452,25 @@ def test_on_policy_update_fn_matches_the_gymnasium_agent():
         ppo_module.update_step_factory,
         algo_type="on_policy",
     )
-    assert trainer.rollout_steps == 16
-    # a fixed rollout [T=16, N=4]
-    rng = np.random.default_rng(0)
-    shape = (16, 4)
-    done = rng.random(shape) < 0.1
-    rollout = Experience(
-        observation=jnp.asarray(rng.normal(size=(*shape, 4)), jnp.float32),
-        action=jnp.asarray(rng.integers(0, 2, shape), jnp.int32),
-        reward=jnp.ones(shape, jnp.float32),
-        done=jnp.asarray(done),
-        next_observation=jnp.asarray(rng.normal(size=(*shape, 4)), jnp.float32),
-        log_prob=jnp.asarray(np.log(0.5) + 0.1 * rng.normal(size=shape), jnp.float32),
-        truncated=jnp.asarray(~done & (rng.random(shape) < 0.05)),
-    )
+    assert trainer.rollout_steps == 8
+    rollout = random_cartpole_transitions(8, 4, seed=3)
+    assert rollout.done.any() and rollout.truncated.any()
+    state = agent.state
+    params, info = reference_ppo_update(state.apply_fn, state.params, rollout)
     key = jax.random.PRNGKey(3)
 
-    new_agent, _, info_agent = agent.update_fn(agent.state, rollout, key)
-    new_compiled, _, info_compiled = jax.jit(trainer.update_fn)(agent.state, rollout, key)
-
-    assert not trees_equal(params_of(new_agent), params_of(agent.state))
-    assert int(new_agent.step) == 2 * (64 // 16)
-    assert_trees_equal(params_of(new_agent), params_of(new_compiled))
-    assert_trees_equal(new_agent.opt_state, new_compiled.opt_state)
-    assert_trees_equal(info_agent, info_compiled)
+    paths = {
+        "compiled": jax.jit(trainer.update_fn)(state, rollout, key),
+        "gymnasium agent": agent.update_fn(state, jax.tree.map(jnp.copy, rollout), key),
+    }
+    for path, (new_state, _, new_info) in paths.items():
+        assert int(new_state.step) == 2, path
+        assert_trees_close(new_state.params, params, rtol=1e-4, atol=1e-6)
+        for name, value in info.items():
+            np.testing.assert_allclose(
+                float(new_info[name]), float(value), rtol=1e-4, atol=1e-6, err_msg=name
+            )
+    assert not trees_equal(params_of(paths["compiled"][0]), params_of(state))
 
 
 # ---- the functional entry point -----------------------------------------------------------------
@@ -404,9 +611,25 @@ def test_sweep_learning_rate_and_exploration_without_recompiling(agent_sweep):
 # ---- agent.train on a JAX env -------------------------------------------------------------------
 
 
-def test_agent_train_on_a_jax_env_uses_the_compiled_path(dqn_agent_config):
+@functools.partial(jax.jit, static_argnums=2)
+def dqn_td_error(state, data: Experience, gamma: float) -> jax.Array:
+    """Mean squared double-Q TD error of ``state`` on transitions ``data`` (leaves ``[T, N]``)
+    against its own target network."""
+    flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), data)
+    rows = jnp.arange(flat.action.shape[0])
+    next_actions = jnp.argmax(state.apply_fn(state.params, flat.next_observation), axis=-1)
+    bootstrap = state.apply_fn(state.target_params, flat.next_observation)[rows, next_actions]
+    targets = flat.reward + gamma * (1.0 - flat.done) * bootstrap
+    q = state.apply_fn(state.params, flat.observation)[rows, flat.action]
+    return jnp.mean((q - targets) ** 2)
+
+
+def test_agent_train_on_a_jax_env_uses_the_compiled_path(dqn_agent_config, dqn_run):
     agent = DQN("compiled", dqn_agent_config)
     initial = params_of(agent.state)
+    # real CartPole transitions of another run, which this agent never trains on
+    data = dqn_run[0].buffer_state.data
+    error_before = float(dqn_td_error(agent.state, data, AGENT_PARAMS.gamma))
     expected = agent.expected_updates(DQN_STEPS)
 
     summary = agent.train(CARTPOLE, DQN_STEPS)
@@ -418,6 +641,9 @@ def test_agent_train_on_a_jax_env_uses_the_compiled_path(dqn_agent_config):
     assert summary["episodes"] > 0
     assert int(agent.state.step) == expected * AGENT_UPDATE.n_epochs
     assert not trees_equal(params_of(agent.state), initial)
+    # the Q-network fits its TD targets on CartPole data it never saw
+    error_after = float(dqn_td_error(agent.state, data, AGENT_PARAMS.gamma))
+    assert error_after < 0.2 * error_before, (error_before, error_after)
     rows = agent.logger.history["train"]
     # default log interval: 1% of the run -> 100 rows of 20 transitions
     assert len(rows) == 100

@@ -1,4 +1,5 @@
-"""Tests for kitae.distributional (C51 / quantile numerics) and kitae.modules.distributional."""
+"""Tests for kitae.distributional (C51 / quantile numerics), kitae.modules.distributional, and
+the targets of the C51, QR-DQN and IQN agents with hand-set online and target networks."""
 
 from __future__ import annotations
 
@@ -6,9 +7,17 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 import rlax
+from envs import corridor, make_vec
+from helpers import small_config
 
+from kitae.algos import C51Params, IQNParams, QRDQNParams
+from kitae.algos import c51 as c51_module
+from kitae.algos import iqn as iqn_module
+from kitae.algos import qrdqn as qrdqn_module
+from kitae.buffer import Experience
 from kitae.distributional import (
     categorical_atoms,
     categorical_projection,
@@ -29,6 +38,7 @@ from kitae.modules.distributional import (
     quantile_qvalue_factory,
 )
 from kitae.modules.modules import init_params
+from kitae.modules.train_state import TrainState
 
 KEY = jax.random.PRNGKey(0)
 OBS_SPACE = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
@@ -545,3 +555,220 @@ def test_quantile_loss_gradients_through_the_network_are_finite_and_nonzero(impl
     leaves = jax.tree.leaves(grads)
     assert all(np.all(np.isfinite(g)) for g in leaves)
     assert any(np.any(g != 0) for g in leaves)
+
+
+# ---------------------------------------------------------------------------------------------
+# The agents' targets, with hand-set tables for the online and the target networks
+# ---------------------------------------------------------------------------------------------
+
+GAMMA = 0.5
+N_TABLE_OBS = 6
+DIST_ATOMS = np.linspace(-2.0, 2.0, 5)
+DIST_AGENTS = {
+    "c51": (c51_module, C51Params, {"n_atoms": 5, "v_min": -2.0, "v_max": 2.0}),
+    "qrdqn": (qrdqn_module, QRDQNParams, {"n_quantiles": 3}),
+    "iqn": (
+        iqn_module,
+        IQNParams,
+        {"n_tau_samples": 2, "n_tau_prime_samples": 3, "n_quantile_samples": 4},
+    ),
+}
+
+
+def distributional_config(name: str, **params):
+    module, params_type, extra = DIST_AGENTS[name]
+    del module
+    return small_config(
+        params_type,
+        make_vec(corridor, 1),
+        params={"gamma": GAMMA, "hidden_sizes": (8,), **extra, **params},
+        update={"learning_rate": 1.0, "max_buffer_size": 64, "batch_size": 3},
+    )
+
+
+def hand_tables(name: str) -> tuple[dict, dict]:
+    """Online and target params of a hand-made network of ``name``'s output kind, one row per
+    observation id. The online network prefers action 0 everywhere, the target network action 1,
+    so double-Q and plain greedy bootstraps pick different actions; every row is distinct.
+
+    * C51: ``{"logits": [n_obs, 2, 5]}`` over the atoms ``[-2, -1, 0, 1, 2]``; the target
+      distribution of (observation 1, action 0) is ``PROBS_T``.
+    * QR-DQN: ``{"quantiles": [n_obs, 2, 3]}``.
+    * IQN: ``{"base": [n_obs, 2], "slope": [n_obs, 2]}``, quantile ``base + slope * tau``.
+    """
+    rng = np.random.default_rng(0)
+    tilt = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])  # toward the high atoms
+    prefer = {"online": np.array([1.0, -1.0]), "target": np.array([-1.0, 1.0])}
+    tables = {}
+    for net, sign in prefer.items():
+        if name == "c51":
+            logits = 0.3 * rng.normal(size=(N_TABLE_OBS, 2, 5)) + 2.0 * sign[:, None] * tilt
+            if net == "target":
+                logits[1, 0] = np.log(np.asarray(PROBS_T))
+            tables[net] = {"logits": logits.astype(np.float32)}
+        elif name == "qrdqn":
+            quantiles = np.sort(rng.normal(size=(N_TABLE_OBS, 2, 3)), axis=-1)
+            tables[net] = {"quantiles": (quantiles + 2.5 * sign[:, None]).astype(np.float32)}
+        else:
+            base = rng.normal(size=(N_TABLE_OBS, 2)) + 2.5 * sign
+            slope = rng.uniform(0.5, 1.5, size=(N_TABLE_OBS, 2))
+            tables[net] = {"base": base.astype(np.float32), "slope": slope.astype(np.float32)}
+    return tables["online"], tables["target"]
+
+
+def hand_apply(name: str):
+    """The ``apply_fn`` of :func:`hand_tables`: observation ``[i]`` reads row ``i``."""
+
+    def rows(observations):
+        return observations[:, 0].astype(jnp.int32)
+
+    if name == "c51":
+        return lambda params, obs: params["logits"][rows(obs)]
+    if name == "qrdqn":
+        return lambda params, obs: params["quantiles"][rows(obs)]
+
+    def implicit(params, obs, taus):
+        base, slope = params["base"][rows(obs)], params["slope"][rows(obs)]
+        return base[..., None] + slope[..., None] * taus[:, None, :]
+
+    return implicit
+
+
+def hand_state(name: str) -> TrainState:
+    online, target = hand_tables(name)
+    return TrainState.create(
+        apply_fn=hand_apply(name),
+        params=jax.tree.map(jnp.asarray, online),
+        target_params=jax.tree.map(jnp.asarray, target),
+        tx=optax.sgd(1.0),
+    )
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def expected_bootstrap(name: str, next_ids, action: int, key: jax.Array) -> np.ndarray:
+    """What the target network gives at ``(next_ids, action)``, in numpy: C51 probabilities,
+    QR-DQN quantiles, or IQN quantiles at the ``N'`` levels drawn from ``key``."""
+    _, target = hand_tables(name)
+    next_ids = np.asarray(next_ids)
+    if name == "c51":
+        return softmax(target["logits"][next_ids, action].astype(np.float64))
+    if name == "qrdqn":
+        return target["quantiles"][next_ids, action]
+    _, k_target = jax.random.split(key)  # (level draws for the action choice, for the target)
+    taus = np.asarray(jax.random.uniform(k_target, (len(next_ids), 3)))
+    base, slope = target["base"][next_ids, action], target["slope"][next_ids, action]
+    return base[:, None] + slope[:, None] * taus
+
+
+def bootstrap_of(name: str, batch) -> np.ndarray:
+    return np.asarray(batch.target_probs if name == "c51" else batch.target_quantiles)
+
+
+def table_transitions() -> Experience:
+    """From observation 0: an ordinary step to 1, a termination at 2, a truncation whose true
+    final observation is 3."""
+    return Experience(
+        observation=jnp.zeros((3, 1)),
+        action=jnp.array([1, 0, 1], jnp.int32),
+        reward=jnp.array([0.3, -1.0, 0.3]),
+        done=jnp.array([False, True, False]),
+        next_observation=jnp.array([[1.0], [2.0], [3.0]]),
+        truncated=jnp.array([False, False, True]),
+    )
+
+
+@pytest.mark.parametrize("double_q", [True, False], ids=["double-q", "greedy-target"])
+@pytest.mark.parametrize("name", list(DIST_AGENTS))
+def test_distributional_bootstrap_uses_the_target_network_and_cuts_terminations(name, double_q):
+    module = DIST_AGENTS[name][0]
+    config = distributional_config(name, double_q=double_q)
+    key = jax.random.PRNGKey(3)
+    batch = jax.jit(module.process_experience_factory(config))(
+        hand_state(name), key, table_transitions()
+    )
+    np.testing.assert_allclose(batch.reward, [0.3, -1.0, 0.3], rtol=1e-6)
+    # termination cuts the bootstrap; the truncation bootstraps like an ordinary step
+    np.testing.assert_array_equal(batch.discount, [GAMMA, 0.0, GAMMA])
+    np.testing.assert_array_equal(batch.action, [1, 0, 1])
+    # the bootstrap action: the online net's choice (0) under double-Q, else the target's (1);
+    # its distribution is always the target network's, at the true next observations
+    action = 0 if double_q else 1
+    expected = expected_bootstrap(name, [1, 2, 3], action, key)
+    np.testing.assert_allclose(bootstrap_of(name, batch), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(DIST_AGENTS))
+def test_distributional_n_step_windows_are_cut_at_episode_ends(name):
+    module = DIST_AGENTS[name][0]
+    config = distributional_config(name, n_step=2, double_q=True)
+    f, t = False, True
+    windows = Experience(
+        observation=jnp.array([[0.0, 1.0], [0.0, 5.0], [0.0, 5.0]])[..., None],
+        action=jnp.array([[1, 0], [0, 0], [1, 0]], jnp.int32),
+        reward=jnp.array([[1.0, 2.0], [1.0, 2.0], [1.0, 2.0]]),
+        done=jnp.array([[f, f], [t, f], [f, f]]),
+        next_observation=jnp.array([[1.0, 4.0], [2.0, 1.0], [3.0, 1.0]])[..., None],
+        truncated=jnp.array([[f, f], [f, f], [t, f]]),
+    )
+    key = jax.random.PRNGKey(4)
+    batch = jax.jit(module.process_experience_factory(config))(hand_state(name), key, windows)
+    # full window: 1 + 0.5 * 2, bootstrap gamma^2 from observation 4; terminated after the first
+    # step: 1, no bootstrap; truncated after the first step: 1, bootstrap gamma from 3
+    np.testing.assert_allclose(batch.reward, [2.0, 1.0, 1.0], rtol=1e-6)
+    np.testing.assert_allclose(batch.discount, [0.25, 0.0, 0.5], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(batch.observation)[:, 0], [0.0, 0.0, 0.0])
+    np.testing.assert_array_equal(batch.action, [1, 0, 1])
+    expected = expected_bootstrap(name, [4, 2, 3], 0, key)  # double-Q: the online choice
+    np.testing.assert_allclose(bootstrap_of(name, batch), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_c51_update_projects_the_target_distribution_by_hand():
+    config = distributional_config("c51")
+    state = hand_state("c51")
+    process = jax.jit(c51_module.process_experience_factory(config))
+    batch = process(state, jax.random.PRNGKey(0), table_transitions())
+    _, info = jax.jit(c51_module.update_step_factory(config))(state, jax.random.PRNGKey(1), batch)
+    online, target = hand_tables("c51")
+    # Sample 0: r = 0.3, discount 0.5, target distribution PROBS_T (observation 1, action 0):
+    # projected as in test_categorical_projection_by_hand.
+    projected = [
+        np.array([0.0, 0.11, 0.45, 0.395, 0.045]),
+        np.array([0.0, 1.0, 0.0, 0.0, 0.0]),  # terminal, r = -1: all mass on the atom -1
+        c51_algorithm_1(0.3, GAMMA, softmax(target["logits"][3, 0]), DIST_ATOMS),
+    ]
+    log_probs = np.log(softmax(online["logits"][0].astype(np.float64)))  # [A, atoms]
+    losses = [-np.sum(m * log_probs[a]) for m, a in zip(projected, [1, 0, 1], strict=True)]
+    np.testing.assert_allclose(float(info["loss_qvalue"]), np.mean(losses), rtol=1e-5)
+
+
+def quantile_huber_by_hand(theta, taus, targets, kappa=1.0):
+    """The quantile Huber loss in numpy: ``sum_i mean_j |tau_i - 1{d_ij < 0}| huber(d_ij) / kappa``
+    with ``d_ij = targets_j - theta_i``."""
+    d = np.asarray(targets)[None, :] - np.asarray(theta)[:, None]
+    huber = np.where(np.abs(d) <= kappa, 0.5 * d**2, kappa * (np.abs(d) - 0.5 * kappa))
+    weight = np.abs(np.asarray(taus)[:, None] - (d < 0))
+    return np.sum(np.mean(weight * huber / kappa, axis=1))
+
+
+def test_qr_dqn_update_regresses_on_reward_plus_discounted_target_quantiles_by_hand():
+    config = distributional_config("qrdqn")
+    state = hand_state("qrdqn")
+    batch = jax.jit(qrdqn_module.process_experience_factory(config))(
+        state, jax.random.PRNGKey(0), table_transitions()
+    )
+    _, info = jax.jit(qrdqn_module.update_step_factory(config))(state, jax.random.PRNGKey(1), batch)
+    online, target = hand_tables("qrdqn")
+    theta_next = target["quantiles"][[1, 2, 3], 0]  # double-Q: the online net's action 0
+    targets = np.array([0.3, -1.0, 0.3])[:, None] + np.array([GAMMA, 0.0, GAMMA])[:, None] * (
+        theta_next
+    )
+    taus = np.array([1 / 6, 1 / 2, 5 / 6])
+    losses = [
+        quantile_huber_by_hand(online["quantiles"][0, a], taus, targets[i])
+        for i, a in enumerate([1, 0, 1])
+    ]
+    np.testing.assert_allclose(float(info["loss_qvalue"]), np.mean(losses), rtol=1e-5)

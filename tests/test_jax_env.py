@@ -73,6 +73,51 @@ class LegacyCounterEnv(_CounterBase):
         return self.get_obs(state), state, jnp.float32(1.0), done, {}
 
 
+@struct.dataclass
+class GoalState:
+    position: jax.Array
+    time: jax.Array
+
+
+@struct.dataclass
+class GoalParams:
+    goal: int = 3
+    max_steps_in_episode: int = 3
+
+
+class LegacyGoalEnv:
+    """Older gymnax style, like its CartPole: ``step_env`` returns ``is_terminal``, which ORs the
+    env's own terminal condition (``position >= goal``; action 1 moves right) with the clock."""
+
+    @property
+    def default_params(self) -> GoalParams:
+        return GoalParams()
+
+    def reset_env(self, key, params):
+        del key
+        state = GoalState(position=jnp.zeros((), jnp.int32), time=jnp.zeros((), jnp.int32))
+        return self.get_obs(state), state
+
+    def get_obs(self, state):
+        return state.position.astype(jnp.float32)[None]
+
+    def step_env(self, key, state, action, params):
+        del key
+        state = GoalState(position=state.position + jnp.asarray(action), time=state.time + 1)
+        return self.get_obs(state), state, jnp.float32(-1.0), self.is_terminal(state, params), {}
+
+    def is_terminal(self, state, params):
+        done_goal = state.position >= params.goal
+        done_steps = state.time >= params.max_steps_in_episode
+        return jnp.logical_or(done_goal, done_steps)
+
+    def observation_space(self, params):
+        return gymnax_spaces.Box(0.0, float(params.goal), (1,), jnp.float32)
+
+    def action_space(self, params):
+        return gymnax_spaces.Discrete(2)
+
+
 def run_actions(env: JaxEnv, actions) -> JaxStep:
     """Steps one env through ``actions`` (compiled scan); returns the stacked JaxSteps."""
 
@@ -165,11 +210,57 @@ def test_termination_and_truncation_are_kept_apart(env_cls):
     np.testing.assert_array_equal(steps.state.time, [1, 2, 0, 1, 0, 0, 1])
 
 
-def test_termination_on_the_last_step_is_not_truncation():
-    # gymnax >= 1.0: terminated and truncated at once counts as terminated only
-    steps = run_actions(JaxEnv(CounterEnv()), [0, 0, 1])
-    np.testing.assert_array_equal(steps.terminated, [0, 0, 1])
-    np.testing.assert_array_equal(steps.truncated, [0, 0, 0])
+@pytest.mark.parametrize("env_cls", [CounterEnv, LegacyCounterEnv], ids=["gymnax-1.0", "legacy"])
+def test_termination_on_the_last_step_is_not_truncation(env_cls):
+    # the episode terminates (action 1) on its time-limit step: that is a termination only
+    steps = run_actions(JaxEnv(env_cls()), [0, 0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(steps.terminated, [0, 0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(steps.truncated, [0, 0, 0, 0, 0, 1])
+    np.testing.assert_array_equal(steps.state.time, [1, 2, 0, 1, 2, 0])
+
+
+def test_legacy_terminal_condition_on_the_time_limit_step_is_termination():
+    """A legacy env whose own terminal condition (reaching the goal) holds exactly when the clock
+    runs out: terminated, so the agent does not bootstrap; the clock alone is truncation."""
+    env = JaxEnv(LegacyGoalEnv())
+    assert env.legacy_api
+    # 1, 1, 1 reaches the goal (3) on step 3, the limit; 0, 0, 0 only meets the limit; 1, 0, 1
+    # is still one short of the goal at the limit
+    steps = run_actions(env, [1, 1, 1, 0, 0, 0, 1, 0, 1])
+    np.testing.assert_array_equal(steps.terminated, [0, 0, 1, 0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(steps.truncated, [0, 0, 0, 0, 0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(steps.next_observation[:, 0], [1, 2, 3, 0, 0, 0, 1, 1, 2])
+    # an earlier goal is a termination too
+    early = JaxEnv(LegacyGoalEnv(), GoalParams(goal=2, max_steps_in_episode=3))
+    steps = run_actions(early, [1, 1, 0, 0, 0])
+    np.testing.assert_array_equal(steps.terminated, [0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(steps.truncated, [0, 0, 0, 0, 1])
+
+
+class LegacyGoalWithoutClock(LegacyGoalEnv):
+    """A legacy env whose params have no time limit."""
+
+    def is_terminal(self, state, params):
+        return state.position >= params.goal
+
+
+def test_legacy_env_without_a_time_limit_only_terminates():
+    @struct.dataclass
+    class NoLimit:
+        goal: int = 2
+
+    steps = run_actions(JaxEnv(LegacyGoalWithoutClock(), NoLimit()), [1, 1, 0, 1, 1])
+    np.testing.assert_array_equal(steps.terminated, [0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(steps.truncated, np.zeros(5, bool))
+
+
+def test_legacy_env_params_that_cannot_lift_the_time_limit_are_rejected():
+    class Params:
+        max_steps_in_episode = 3
+        goal = 3
+
+    with pytest.raises(ValueError, match="max_steps_in_episode.*dataclass"):
+        JaxEnv(LegacyGoalEnv(), Params())
 
 
 def test_legacy_truncation_comes_from_the_episode_clock():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import flax.linen as nn
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +17,7 @@ from helpers import TRACE_EVENT, small_config, trees_equal
 from kitae.algos.dqn import DQN, DQNParams
 from kitae.algos.iqn import IQNParams
 from kitae.algos.ppo import PPO, PPOParams
+from kitae.algos.r2d2 import R2D2, R2D2Params
 from kitae.models import (
     AgentModel,
     BaseModel,
@@ -224,23 +226,70 @@ def test_epsilon_one_explores_uniformly():
     assert set(actions) == {0, 1, 2, 3}
 
 
-def train_on_corridor(model: BaseModel, seed: int, epochs: int) -> float:
-    env = corridor(6, 20, random_start=False, step_reward=-0.05)
+class Fork(gym.Env):
+    """A corridor of ``length`` cells entered in the middle, with a goal at one end and a trap at
+    the other: which is which is a cue drawn at every reset (or fixed by ``cue``).
+
+    Observation ``float32[length + 2]``: one-hot position, then one-hot cue. Actions ``0`` left,
+    ``1`` right. Reaching the left end pays ``+1`` with cue 0 and ``-1`` with cue 1 (the right end
+    the opposite) and terminates; any other step pays ``-0.05``. The best return, ``0.95``, needs
+    opposite first actions for the two cues: a policy that ignores the cue cannot get it.
+    """
+
+    def __init__(self, cue: int | None = None, length: int = 5):
+        self.fixed_cue, self.length = cue, length
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (length + 2,), np.float32)
+        self.action_space = gym.spaces.Discrete(2)
+        self.cue, self.position = 0, length // 2
+
+    def _obs(self) -> np.ndarray:
+        obs = np.zeros(self.length + 2, np.float32)
+        obs[self.position] = obs[self.length + self.cue] = 1.0
+        return obs
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.cue = int(self.np_random.integers(2)) if self.fixed_cue is None else self.fixed_cue
+        self.position = self.length // 2
+        return self._obs(), {}
+
+    def step(self, action):
+        self.position += 1 if int(action) == 1 else -1
+        if self.position in (0, self.length - 1):
+            goal = (self.position == 0) == (self.cue == 0)
+            return self._obs(), 1.0 if goal else -1.0, True, False, {}
+        return self._obs(), -0.05, False, False, {}
+
+
+def fork(cue: int | None = None) -> gym.Env:
+    return gym.wrappers.TimeLimit(Fork(cue), 10)
+
+
+FORK_BEST = [0.95, 0.95]  # two steps to the goal, for either cue
+
+
+def greedy_fork_returns(model: BaseModel) -> list[float]:
+    """The greedy returns with cue 0 and with cue 1."""
+    model.set_epsilon(0.0)
+    return [play_episode(model, fork(cue), 0) for cue in (0, 1)]
+
+
+def train_on_fork(model: BaseModel, seed: int, epochs: int = 60) -> None:
+    """Epsilon-greedy episodes with random cues (epsilon 1 down to 0.05 over 30 episodes), one
+    ``train_step`` after each."""
+    env = fork()
     for epoch in range(epochs):
-        model.set_epsilon(max(0.05, 1.0 - epoch / 20))
+        model.set_epsilon(max(0.05, 1.0 - epoch / 30))
         play_episode(model, env, seed * 1000 + epoch)
         model.train_step()
-    model.set_epsilon(0.0)
-    return play_episode(model, env, 0)
 
 
-OPTIMAL_CORRIDOR_RETURN = 1.0 - 4 * 0.05  # 5 steps right
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("cls, algo_params", [(DDQNModel, SMALL_DQN), (IQNModel, SMALL_IQN)])
 def test_q_models_learn_a_tiny_task(cls, algo_params):
-    """Epsilon-greedy episodes, one train_step (16 gradient steps) per episode, 40 episodes:
-    the greedy policy then walks straight to the goal."""
+    """60 epsilon-greedy episodes of :class:`Fork`, one train_step (16 gradient steps) after each:
+    the greedy policy then goes straight to the goal the cue points at, which it did not do
+    untrained."""
     params = QModelParams(
         memory_size=1000,
         n_frames=2,
@@ -250,25 +299,27 @@ def test_q_models_learn_a_tiny_task(cls, algo_params):
         epsilon=1.0,
         seed=1,
     )
-    model = cls((6,), 2, params, algo_params)
-    assert train_on_corridor(model, seed=1, epochs=40) == pytest.approx(OPTIMAL_CORRIDOR_RETURN)
+    model = cls((7,), 2, params, algo_params)
+    assert greedy_fork_returns(model) != pytest.approx(FORK_BEST)
+    train_on_fork(model, seed=1)
+    assert greedy_fork_returns(model) == pytest.approx(FORK_BEST)
 
 
 # ---- AgentModel ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_agent_model_wraps_and_trains_a_dqn_agent():
-    agent = dqn_agent(seed=2)
-    model = AgentModel(agent, (4,), memory_size=200, batch_size=16, n_updates=8, seed=2)
-    assert train_on_corridor_4(model) == pytest.approx(1.0 - 2 * 0.01)
-
-
-def train_on_corridor_4(model: AgentModel) -> float:
-    env = corridor(4, 20, random_start=False)
-    for epoch in range(30):
-        model.set_epsilon(max(0.05, 1.0 - epoch / 15))
-        play_episode(model, env, epoch)
-        model.train_step()
-    model.set_epsilon(0.0)
-    return play_episode(model, env, 0)
+    env = fork()
+    config = small_config(
+        DQNParams,
+        env,
+        params={"hidden_sizes": (32,), "tau": 0.05, "double_q": True, "gamma": 0.9},
+        update={"learning_rate": 3e-3, "batch_size": 32, "max_buffer_size": 64},
+        seed=2,
+    )
+    model = AgentModel(DQN("fork", config), (7,), memory_size=1000, n_updates=16, seed=2)
+    assert greedy_fork_returns(model) != pytest.approx(FORK_BEST)
+    train_on_fork(model, seed=2)
+    assert greedy_fork_returns(model) == pytest.approx(FORK_BEST)
 
 
 def test_agent_model_with_the_agents_own_exploration():
@@ -292,6 +343,28 @@ def test_agent_model_acts_with_an_on_policy_agent_without_training():
         model.memory.add(obs, model.take_action(obs), 0.0, False)
     assert model.take_action(np.eye(4)[0]) in (0, 1)
     assert float(model.train_step()) == 0.0
+
+
+def test_agent_model_refuses_a_recurrent_agent_before_any_training():
+    env = corridor(4)
+    params = {"hidden_sizes": (8,), "core_size": 4, "sequence_length": 4, "burn_in": 1}
+    config = small_config(R2D2Params, env, params=params, update={"max_buffer_size": 64})
+    with pytest.raises(ValueError, match=r"R2D2.*recurrent.*core state.*agent\.train\(env\)"):
+        AgentModel(R2D2("r2d2", config), (4,), memory_size=16)
+
+
+@pytest.mark.parametrize(
+    "params, match", [({"n_step": 3}, "n_step=3"), ({"prioritized": True}, "prioritized")]
+)
+def test_agent_model_refuses_replay_its_memory_cannot_provide(params, match):
+    """The memory samples one-step transitions uniformly: an n-step or prioritized agent would
+    silently train on one-step targets or without importance weights."""
+    env = corridor(4)
+    config = small_config(
+        DQNParams, env, params={"hidden_sizes": (8,), **params}, update={"max_buffer_size": 64}
+    )
+    with pytest.raises(ValueError, match=match):
+        AgentModel(DQN("dqn", config), (4,), memory_size=16)
 
 
 def test_agent_model_checks_the_observation_size():

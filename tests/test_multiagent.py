@@ -7,6 +7,8 @@ Two tiny hand-made ParallelEnvs, no extra dependency:
   ``[episode, t, row]``, so every stored transition says where it came from.
 * :class:`Cue`: each agent sees a random cue in {0, 1} and is rewarded for repeating it; one agent
   terminates after 2 steps, the others are truncated after 4. A learning test in seconds.
+* :class:`Vanish`: agent ``b`` is dropped from the env's dicts without any flag or final
+  observation in the middle of every episode, and is back at the next reset.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import pytest
 from helpers import TRACE_EVENT, trees_all_differ, trees_equal
 from pettingzoo import ParallelEnv
 
-from kitae.algos.dqn import DQN, DQNParams
+from kitae.algos.dqn import DQN, DQNParams, bootstrap_transition
 from kitae.algos.ppo import PPO, PPOParams
+from kitae.algos.r2d2 import R2D2, R2D2Params, build_recurrent_q_network
 from kitae.algos.td3 import TD3, TD3Params
 from kitae.config import TrainConfig, UpdateConfig
 from kitae.multiagent import MultiAgentTrainer, make_groups
@@ -118,6 +121,46 @@ class Cue(ParallelEnv):
         return obs, rew, term, trunc, infos
 
 
+class Vanish(ParallelEnv):
+    """Agents ``a`` and ``b`` observe ``float32[3]`` ``[episode, t, row]``. ``a`` gets reward 1
+    per step and is truncated after 4 steps. ``b`` gets reward ``10 * (t + 1)`` for its actions at
+    ``t = 0, 1``; at its third action the env drops it from every dict (no observation, reward or
+    flag), and it is back at the next reset."""
+
+    metadata = {"name": "vanish"}
+
+    def __init__(self):
+        self.possible_agents = ["a", "b"]
+        self.agents: list[str] = []
+        self.episode = -1
+        self.t = 0
+
+    def observation_space(self, agent):
+        return gym.spaces.Box(0.0, 1e6, (3,), np.float32)
+
+    def action_space(self, agent):
+        return gym.spaces.Discrete(2)
+
+    def _obs(self, agent):
+        return np.array([self.episode, self.t, self.possible_agents.index(agent)], np.float32)
+
+    def reset(self, seed=None, options=None):
+        self.episode += 1
+        self.t = 0
+        self.agents = list(self.possible_agents)
+        return {a: self._obs(a) for a in self.agents}, {a: {} for a in self.agents}
+
+    def step(self, actions):
+        assert set(actions) == set(self.agents), (sorted(actions), self.agents)
+        acted_at = self.t
+        self.t += 1
+        obs, rew, term, trunc = {"a": self._obs("a")}, {"a": 1.0}, {"a": False}, {"a": self.t >= 4}
+        if "b" in self.agents and acted_at < 2:
+            obs["b"], rew["b"], term["b"], trunc["b"] = self._obs("b"), 10.0 * self.t, False, False
+        self.agents = [a for a in self.agents if a in obs and not trunc[a]]
+        return obs, rew, term, trunc, {a: {} for a in obs}
+
+
 class BoxStaggered(Staggered):
     """:class:`Staggered` with actions in ``[-2, 2]``; ``step`` checks the bounds."""
 
@@ -188,11 +231,11 @@ def stored_transitions(trainer: MultiAgentTrainer, group: str):
     """The replay buffer's transitions per slot: ``[(slot, Experience leaves [n, ...])]``."""
     learner = trainer.learners[group]
     learner.flush()
-    state = trainer.agents[group].buffer_state
+    state = jax.device_get(trainer.agents[group].buffer_state)
     out = []
     for slot in range(state.size.shape[0]):
         n = int(state.size[slot])
-        out.append(jax.tree.map(lambda x, n=n, slot=slot: np.asarray(x[:n, slot]), state.data))
+        out.append(jax.tree.map(lambda x, n=n, slot=slot: x[:n, slot], state.data))
     return out
 
 
@@ -292,6 +335,65 @@ def test_on_policy_rollouts_hold_live_transitions_cut_between_agents():
     assert len(learner._pending) == 1  # the 22nd transition opens the next rollout
 
 
+def test_an_agent_dropped_silently_is_truncated_at_its_last_stored_transition():
+    """``b`` vanishes at its third action of each episode: its second transition (``t = 1``) is
+    the last of its episode, so an n-step window from there stops at it and bootstraps from its
+    next observation (``t = 2``) instead of running into ``b``'s next episode."""
+    trainer = dqn_trainer(
+        Vanish(), n_steps=8, algo_params=dqn_params(n_step=3, start_step=8, skip_steps=4)
+    )
+    trainer.train()  # 2 episodes of 4 steps
+    a, b = stored_transitions(trainer, "shared")
+    np.testing.assert_array_equal(a.truncated, [0, 0, 0, 1, 0, 0, 0, 1])
+    np.testing.assert_array_equal(b.observation[:, :2], [[0, 0], [0, 1], [1, 0], [1, 1]])
+    np.testing.assert_array_equal(b.reward, [10, 20, 10, 20])
+    np.testing.assert_array_equal(b.done, [0, 0, 0, 0])
+    np.testing.assert_array_equal(b.truncated, [0, 1, 0, 1])
+    # The 3-step window from b's last transition of episode 0: [ep 0 t 1, ep 1 t 0, ep 1 t 1].
+    window = jax.tree.map(lambda x: x[None, 1:4], b)
+    target = bootstrap_transition(window, gamma=0.5)
+    np.testing.assert_allclose(target.reward, [20.0])  # not 20 + 0.5 * 10 + 0.25 * 20 = 30
+    np.testing.assert_allclose(target.discount, [0.5])  # gamma ** 1, not gamma ** 3
+    np.testing.assert_array_equal(target.next_observation, [[0, 2, 1]])  # ep 0, t = 2
+
+
+def test_gae_does_not_run_through_a_silent_drop_into_the_next_episode():
+    trainer = MultiAgentTrainer(
+        Vanish(),
+        PPO,
+        n_steps=8,
+        algo_params=ppo_params(),
+        update_cfg=UpdateConfig(max_buffer_size=12, batch_size=6, n_epochs=1),
+        train_cfg=QUIET,
+    )
+    trainer.train()  # 2 episodes: 8 transitions of a, 4 of b, one rollout of 12
+    agent = trainer.agents["shared"]
+    assert agent.n_updates == 1
+    # Lane 1: a (ep 1, t = 2, 3), then b (ep 0, t = 0, 1) and b (ep 1, t = 0, 1).
+    lane = jax.tree.map(lambda x: x[:, 1], trainer.learners["shared"].last_rollout)
+    np.testing.assert_array_equal(lane.observation[:, 2], [0, 0, 1, 1, 1, 1])
+    np.testing.assert_array_equal(lane.observation[:, 0], [1, 1, 0, 0, 1, 1])
+    np.testing.assert_array_equal(lane.done, [0, 0, 0, 0, 0, 0])
+    np.testing.assert_array_equal(lane.truncated, [0, 1, 0, 1, 0, 1])
+    # GAE by hand (gamma 0.5, lambda 0.95) from the critic's values: the chain stops after b's
+    # t = 1 of episode 0, which bootstraps from its observation at t = 2.
+    _, values = agent.state.apply_fn(agent.state.params, lane.observation)
+    _, next_values = agent.state.apply_fn(agent.state.params, lane.next_observation)
+    v, v_next = np.asarray(values, np.float64), np.asarray(next_values, np.float64)
+    np.testing.assert_array_equal(lane.next_observation[3], [0, 2, 1])
+    delta = lane.reward + 0.5 * v_next - v
+    expected = [
+        delta[0] + 0.5 * 0.95 * delta[1],
+        delta[1],
+        delta[2] + 0.5 * 0.95 * delta[3],
+        delta[3],
+        delta[4] + 0.5 * 0.95 * delta[5],
+        delta[5],
+    ]
+    batch = agent.process_experience_fn(agent.state, jax.random.PRNGKey(0), lane)
+    np.testing.assert_allclose(batch.advantage, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_a_second_training_call_does_not_recompile(trace_counter):
     trainer = dqn_trainer(Staggered(), n_steps=40)
     trainer.train(20)
@@ -299,6 +401,74 @@ def test_a_second_training_call_does_not_recompile(trace_counter):
     trace_counter.clear()
     trainer.train(20)
     assert trace_counter[TRACE_EVENT] == 0
+
+
+# ---- recurrent agents -------------------------------------------------------------------------
+
+
+def r2d2_trainer(env, n_steps: int, **kwargs) -> MultiAgentTrainer:
+    params = R2D2Params(
+        hidden_sizes=(8,),
+        core_size=4,
+        sequence_length=4,
+        burn_in=1,
+        start_step=20,
+        skip_steps=4,
+        exploration_fraction=0.5,
+    )
+    update = UpdateConfig(max_buffer_size=120, batch_size=4, n_epochs=1)
+    return MultiAgentTrainer(
+        env, R2D2, n_steps=n_steps, algo_params=params, update_cfg=update, train_cfg=QUIET, **kwargs
+    )
+
+
+def member_core_states(config, params, observations: np.ndarray) -> np.ndarray:
+    """The core state before each step of one member's episode ``observations [T, 3]``: the
+    network unrolled over that episode alone, from a zero state."""
+    net = build_recurrent_q_network(config)
+    steps = len(observations)
+    start = net.initial_state(1)
+    out = net.apply(params, observations[:, None], np.zeros((steps, 1), bool), start)
+    return np.concatenate([np.asarray(start), np.asarray(out.states[:-1, 0])])
+
+
+def test_r2d2_carries_stores_and_resets_a_core_state_per_member():
+    env = Staggered(lifetimes=(2, 4, 5))
+    trainer = r2d2_trainer(env, n_steps=25)  # 5 episodes of 5 steps
+    agent = trainer.agents["shared"]
+    initial = agent.state.params
+    trainer.train()
+    assert agent.n_updates >= 5
+    for slot, lifetime in zip(stored_transitions(trainer, "shared"), (2, 4, 5), strict=True):
+        episode, t = slot.observation[:, 0], slot.observation[:, 1]
+        assert len(t) == 5 * lifetime
+        stored = slot.actor_state
+        # Every episode of every member starts from a zero core state; later steps do not (but
+        # for a's first episode: its observations there are zeros, which leave the core at 0).
+        np.testing.assert_array_equal(stored[t == 0], 0.0)
+        assert (np.abs(stored[(t > 0) & (episode > 0)]).sum(axis=-1) > 0).all()
+        # The first episode was acted before any update: its stored states are the member's own
+        # unroll from zero, whatever the other members (and dead rows) did meanwhile.
+        expected = member_core_states(agent.config, initial, slot.observation[:lifetime])
+        np.testing.assert_allclose(stored[:lifetime], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_r2d2_greedy_evaluation_starts_every_episode_from_a_zero_core_state():
+    trainer = r2d2_trainer(Cue(), n_steps=24)
+    agent = trainer.agents["shared"]
+    cores = []
+    explore_fn = agent.explore_fn
+
+    def spy(state, key, observations, core_state, exploration):
+        cores.append(np.asarray(core_state))
+        return explore_fn(state, key, observations, core_state, exploration)
+
+    agent.explore_fn = spy
+    trainer.evaluate(Cue(), 3)
+    assert len(cores) == 3 * 4  # episodes of 4 steps
+    for episode in range(3):
+        np.testing.assert_array_equal(cores[4 * episode], 0.0)
+        assert np.abs(cores[4 * episode + 1]).sum() > 0
 
 
 # ---- sharing vs independent, seeds ------------------------------------------------------------

@@ -88,6 +88,29 @@ if "KitaeRecall-v0" not in gym.registry:
     gym.register("KitaeRecall-v0", entry_point=Recall)
 
 
+class RenderedRecall(Recall):
+    """:class:`Recall` that renders blank ``rgb_array`` frames and logs every action it gets in
+    :attr:`actions` (shared by all instances)."""
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 4}
+    actions: list[int] = []
+
+    def __init__(self, render_mode: str | None = None, delay: int = 3):
+        super().__init__(delay)
+        self.render_mode = render_mode
+
+    def render(self) -> np.ndarray:
+        return np.zeros((16, 16, 3), np.uint8)
+
+    def step(self, action):
+        RenderedRecall.actions.append(int(action))
+        return super().step(action)
+
+
+if "KitaeRenderedRecall-v0" not in gym.registry:
+    gym.register("KitaeRenderedRecall-v0", entry_point=RenderedRecall)
+
+
 def make_config(env, *, n_env_steps=1_000, update=SMALL_UPDATE, **params) -> AlgoConfig:
     return AlgoConfig(
         seed=0,
@@ -257,6 +280,52 @@ def test_explore_compiles_once_and_evaluation_keeps_the_training_core_state(trac
     agent.reset_actor_state(np.array([True, False]))
     np.testing.assert_array_equal(agent.core_state[0], 0.0)
     np.testing.assert_array_equal(agent.core_state[1], core[1])
+
+
+def spy_core_states(agent: R2D2) -> list[np.ndarray]:
+    """Makes ``agent.explore_fn`` log the core state of every call in the returned list."""
+    cores: list[np.ndarray] = []
+    explore_fn = agent.explore_fn
+
+    def spy(state, key, observations, core_state, exploration):
+        cores.append(np.array(core_state))
+        return explore_fn(state, key, observations, core_state, exploration)
+
+    agent.explore_fn = spy
+    return cores
+
+
+def test_record_video_acts_every_episode_from_a_fresh_core_state(tmp_path):
+    pytest.importorskip("moviepy")
+    from kitae.evaluation import record_video
+
+    env = make_vec(lambda: Recall(), 1)
+    agent = R2D2("video", make_config(env))
+    agent.explore(env.reset(seed=0)[0])  # a training core state that must stay untouched
+    training_core = agent.core_state.copy()
+    assert np.abs(training_core).sum() > 0
+    cores = spy_core_states(agent)
+    RenderedRecall.actions.clear()
+    videos = record_video(agent, "KitaeRenderedRecall-v0", tmp_path, n_episodes=2, seed=7)
+    assert [v.name for v in videos] == ["eval-episode-0.mp4", "eval-episode-1.mp4"]
+    recorded, recorded_cores = list(RenderedRecall.actions), list(cores)
+    assert len(recorded) == len(recorded_cores) == 2 * 4  # two episodes of 4 steps
+    np.testing.assert_array_equal(agent.core_state, training_core)
+    # Each recorded episode is what a greedy rollout from a zero core state does.
+    for episode in range(2):
+        cores.clear()
+        agent.reset_actor_state()
+        rollout_env = Recall()
+        obs, _ = rollout_env.reset(seed=7 + episode)
+        actions, done = [], False
+        while not done:
+            action, _ = agent.select_action(obs[None])
+            actions.append(int(np.asarray(action)[0]))
+            obs, _, done, _, _ = rollout_env.step(actions[-1])
+        steps = slice(4 * episode, 4 * episode + 4)
+        assert recorded[steps] == actions
+        np.testing.assert_array_equal(recorded_cores[4 * episode], 0.0)
+        np.testing.assert_allclose(np.concatenate(recorded_cores[steps]), np.concatenate(cores))
 
 
 def test_compiled_loop_carries_resets_and_stores_the_core_state():

@@ -361,15 +361,31 @@ def test_learns_the_continuous_target():
 
 def test_discrete_sac_solves_the_corridor():
     env = make_vec(corridor, 2)
-    # A small initial temperature: the entropy bonus of every step alive would otherwise
-    # outweigh the goal's reward, which ends the episode (and the bonus).
-    agent = SAC("corridor", sac_config(env, n_env_steps=1_500, start_step=200, init_alpha=0.05))
+    # A small fixed temperature: the entropy bonus of every step alive would otherwise outweigh
+    # the goal's reward, which ends the episode (and the bonus); and a learned one would keep
+    # the policy near its entropy target, 0.98 log 2, close to uniform.
+    config = sac_config(env, n_env_steps=1_500, start_step=200, init_alpha=0.02, learn_alpha=False)
+    agent = SAC("corridor", config)
+    observations = corridor_observations()
+
+    def solved() -> tuple[bool, str]:
+        actions = np.asarray(agent.select_action(observations)[0])
+        logits = np.asarray(agent.state.actor.apply_fn(agent.state.actor.params, observations))
+        p_right = 1.0 / (1.0 + np.exp(logits[:, 0] - logits[:, 1]))
+        ok = (actions == 1).all() and (p_right >= 0.9).all()
+        return bool(ok), f"greedy {actions}, P(right) {np.round(p_right, 3)}"
+
+    ok, report = solved()
+    assert not ok, f"the untrained agent already solves the corridor: {report}"
     agent.train(env)
-    actions = np.asarray(agent.select_action(corridor_observations())[0])
-    np.testing.assert_array_equal(actions, [1, 1, 1, 1])
+    ok, report = solved()
+    assert ok, report
 
 
-def test_compiled_pendulum_trains_and_changes_params():
+def test_compiled_pendulum_training_fits_the_negative_returns():
+    """2,000 compiled Pendulum steps: the critics' values of Pendulum states fall from about 0
+    toward the discounted sum of Pendulum's costs (rewards in [-16.3, 0]; gamma 0.9: values of
+    tens below 0), the temperature moves, and everything stays finite."""
     from kitae.compiled import make_agent_train
     from kitae.envs.jax_env import make_jax_env
     from kitae.modules.optimizer import get_learning_rate
@@ -377,11 +393,20 @@ def test_compiled_pendulum_trains_and_changes_params():
     env = make_jax_env("Pendulum-v1")
     gym_env = gym.make("Pendulum-v1")
     agent = SAC("compiled", sac_config(gym_env, n_env_steps=2_000, start_step=500))
-    before = jax.device_get(agent.state)
+    rng = np.random.default_rng(0)
+    angles = rng.uniform(-np.pi, np.pi, 64)
+    states = np.stack([np.cos(angles), np.sin(angles), rng.uniform(-1, 1, 64)], -1)
+    states = states.astype(np.float32)
+    actions = rng.uniform(-2, 2, (64, 1)).astype(np.float32)
+
+    def critic_values(state):
+        return np.asarray(state.critic.apply_fn(state.critic.params, states, actions)).mean()
+
+    before = critic_values(agent.state)
     summary = agent.train(env, 2_000)
     assert summary["n_updates"] == 2_000 - 500 + 1
-    assert trees_all_differ(before.actor.params, agent.state.actor.params)
-    assert trees_all_differ(before.critic.target_params, agent.state.critic.target_params)
+    after = critic_values(agent.state)
+    assert abs(before) < 1.0 and after < -5.0, (before, after)
     assert float(agent.state.alpha.params["log_alpha"]) != 0.0
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(agent.state)))
     # Learning-rate injection reaches the three optimizers.

@@ -4,14 +4,16 @@ compilation, and learning on tiny envs and on gymnax Pendulum."""
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from envs import Target, corridor, make_vec
-from helpers import TRACE_EVENT, assert_trees_equal, small_config, trees_all_differ
+from helpers import TRACE_EVENT, assert_trees_equal, leaves, small_config, trees_all_differ
 
 from kitae.algos import DDPG, TD3, DDPGParams, TD3Params
 from kitae.algos import td3 as td3_module
@@ -166,18 +168,23 @@ def test_actor_and_targets_update_every_policy_delay_critic_steps(policy_delay):
         state, info = update(state, jax.random.PRNGKey(step), batch)
         assert int(state.critic.step) == step
         assert int(state.actor.step) == step // policy_delay
-        actor_moved = step % policy_delay == 0
-        assert trees_all_differ(state.actor.params, previous.actor.params) == actor_moved
-        assert trees_all_differ(state.actor.target_params, previous.actor.target_params) == (
-            actor_moved
-        )
-        assert trees_all_differ(state.critic.target_params, previous.critic.target_params) == (
-            actor_moved
-        )
+        assert trees_all_differ(state.critic.params, previous.critic.params)
+        if step % policy_delay == 0:
+            # the actor moved, and both targets are the Polyak mix 0.5 new + 0.5 old
+            assert trees_all_differ(state.actor.params, previous.actor.params)
+            for name in ("actor", "critic"):
+                new, old = getattr(state, name), getattr(previous, name)
+                mix = jax.tree.map(lambda p, t: 0.5 * p + 0.5 * t, new.params, old.target_params)
+                for x, y in zip(leaves(new.target_params), leaves(mix), strict=True):
+                    np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-7)
+        else:  # the actor and both targets are exactly as they were
+            assert_trees_equal(state.actor.params, previous.actor.params)
+            assert_trees_equal(state.actor.target_params, previous.actor.target_params)
+            assert_trees_equal(state.critic.target_params, previous.critic.target_params)
         assert np.isfinite(float(info["loss_actor"]))
 
 
-def test_ddpg_is_td3_with_one_critic_no_delay_no_smoothing():
+def test_ddpg_params_are_td3s_with_one_critic_no_delay_no_smoothing():
     ddpg, td3 = DDPGParams(), TD3Params()
     differing = {
         f.name: (getattr(td3, f.name), getattr(ddpg, f.name))
@@ -190,16 +197,103 @@ def test_ddpg_is_td3_with_one_critic_no_delay_no_smoothing():
         "target_noise_clip": (0.5, 0.0),
         "n_critics": (2, 1),
     }
-    assert issubclass(DDPG, TD3) and DDPG.factories == TD3.factories
+    assert issubclass(DDPG, TD3)
 
-    env = make_vec(Target, 2)
-    options = {"policy_delay": 1, "target_policy_noise": 0.0, "target_noise_clip": 0.0}
-    a = DDPG("ddpg", td3_config(env, seed=1, params_type=DDPGParams))
-    b = TD3("td3-as-ddpg", td3_config(env, seed=1, n_critics=1, **options))
-    a.train(env, 200), b.train(make_vec(Target, 2), 200)
-    assert a.n_updates > 0
-    assert_trees_equal(a.state, b.state)
-    assert jax.tree.leaves(a.state.critic.params)[0].shape[0] == 1
+
+def test_ddpg_update_matches_a_reference_written_with_optax():
+    """Two DDPG steps (target, critic step, actor step against the new critic, Polyak targets)
+    written with jax.grad and optax.adam on the agent's own networks."""
+    env = make_vec(Target, 1)
+    config = td3_config(env, params_type=DDPGParams, gamma=0.9, tau=0.1)
+    state = td3_module.train_state_td3_factory(jax.random.PRNGKey(0), config)
+    # targets that differ from the online networks
+    state = state.replace(
+        actor=state.actor.replace(
+            target_params=jax.tree.map(lambda p: 0.5 * p, state.actor.params)
+        ),
+        critic=state.critic.replace(
+            target_params=jax.tree.map(lambda p: 0.5 * p + 0.01, state.critic.params)
+        ),
+    )
+    assert jax.tree.leaves(state.critic.params)[0].shape[0] == 1  # one critic
+    rng = np.random.default_rng(0)
+    n = 16
+    experience = Experience(
+        observation=jnp.asarray(rng.uniform(-1, 1, (n, 1)), jnp.float32),
+        action=jnp.asarray(rng.uniform(-2, 2, (n, 1)), jnp.float32),
+        reward=jnp.asarray(rng.normal(size=n), jnp.float32),
+        done=jnp.asarray(rng.random(n) < 0.3),
+        next_observation=jnp.asarray(rng.uniform(-1, 1, (n, 1)), jnp.float32),
+    )
+    process = jax.jit(td3_module.process_experience_factory(config))
+    update = jax.jit(td3_module.update_step_factory(config))
+
+    actor_apply, critic_apply = state.actor.apply_fn, state.critic.apply_fn
+    adam = optax.adam(1e-3)
+    obs, actions = experience.observation, experience.action
+
+    def mu(params, observations):  # Target's bounds [-2, 2]
+        return 2.0 * jnp.tanh(actor_apply(params, observations))
+
+    @jax.jit
+    def reference_step(ref):
+        next_q = critic_apply(
+            ref["critic_target"],
+            experience.next_observation,
+            mu(ref["actor_target"], experience.next_observation),
+        )[0]
+        y = experience.reward + 0.9 * (1.0 - experience.done) * next_q
+
+        def critic_loss(params):
+            return jnp.mean((critic_apply(params, obs, actions)[0] - y) ** 2)
+
+        loss_c, grads = jax.value_and_grad(critic_loss)(ref["critic"])
+        updates, critic_opt = adam.update(grads, ref["critic_opt"], ref["critic"])
+        critic = optax.apply_updates(ref["critic"], updates)
+
+        def actor_loss(params):
+            return -jnp.mean(critic_apply(critic, obs, mu(params, obs))[0])
+
+        loss_a, grads = jax.value_and_grad(actor_loss)(ref["actor"])
+        updates, actor_opt = adam.update(grads, ref["actor_opt"], ref["actor"])
+        actor = optax.apply_updates(ref["actor"], updates)
+        polyak = functools.partial(jax.tree.map, lambda p, t: 0.1 * p + 0.9 * t)
+        new = {
+            "actor": actor,
+            "actor_target": polyak(actor, ref["actor_target"]),
+            "actor_opt": actor_opt,
+            "critic": critic,
+            "critic_target": polyak(critic, ref["critic_target"]),
+            "critic_opt": critic_opt,
+        }
+        return new, y, loss_c, loss_a
+
+    ref = {
+        "actor": state.actor.params,
+        "actor_target": state.actor.target_params,
+        "actor_opt": adam.init(state.actor.params),
+        "critic": state.critic.params,
+        "critic_target": state.critic.target_params,
+        "critic_opt": adam.init(state.critic.params),
+    }
+    for step in range(2):
+        key = jax.random.PRNGKey(step)
+        batch = process(state, key, experience)
+        state, info = update(state, key, batch)
+        ref, y, loss_c, loss_a = reference_step(ref)
+
+        np.testing.assert_allclose(batch.target, y, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(float(info["loss_critic"]), float(loss_c), rtol=1e-5)
+        np.testing.assert_allclose(float(info["loss_actor"]), float(loss_a), rtol=1e-5)
+        pairs = [
+            (state.actor.params, ref["actor"]),
+            (state.actor.target_params, ref["actor_target"]),
+            (state.critic.params, ref["critic"]),
+            (state.critic.target_params, ref["critic_target"]),
+        ]
+        for ours, theirs in pairs:
+            for x, y_ in zip(leaves(ours), leaves(theirs), strict=True):
+                np.testing.assert_allclose(x, y_, rtol=1e-5, atol=1e-6)
 
 
 # ---- agent --------------------------------------------------------------------------------------
@@ -312,7 +406,42 @@ def test_learns_the_continuous_target(agent_cls):
     assert final < 0.01, (initial, final)
 
 
-def test_compiled_pendulum_trains_and_changes_params():
+def pendulum_transitions(n: int = 256, seed: int = 0) -> Experience:
+    """``n`` transitions of gymnasium's Pendulum under uniformly random actions."""
+    env = gym.make("Pendulum-v1")
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    rows = []
+    for _ in range(n):
+        action = rng.uniform(-2.0, 2.0, (1,)).astype(np.float32)
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        rows.append((obs, action, reward, terminated, next_obs))
+        obs = env.reset()[0] if terminated or truncated else next_obs
+    env.close()
+    columns = [np.asarray(c) for c in zip(*rows, strict=True)]
+    return Experience(
+        observation=jnp.asarray(columns[0], jnp.float32),
+        action=jnp.asarray(columns[1], jnp.float32),
+        reward=jnp.asarray(columns[2], jnp.float32),
+        done=jnp.asarray(columns[3]),
+        next_observation=jnp.asarray(columns[4], jnp.float32),
+    )
+
+
+@functools.partial(jax.jit, static_argnums=2)
+def td_error(state: td3_module.TD3State, experience: Experience, gamma: float) -> jax.Array:
+    """Mean squared TD error of the critics against ``r + gamma * min_i Q'_i(s', mu'(s'))``
+    (Pendulum's bounds [-2, 2], no smoothing)."""
+    actor, critic = state.actor, state.critic
+    next_obs = experience.next_observation
+    a_next = 2.0 * jnp.tanh(actor.apply_fn(actor.target_params, next_obs))
+    next_q = critic.apply_fn(critic.target_params, next_obs, a_next).min(axis=0)
+    y = experience.reward + gamma * (1.0 - experience.done) * next_q
+    q = critic.apply_fn(critic.params, experience.observation, experience.action)
+    return jnp.mean((q - y) ** 2)
+
+
+def test_compiled_pendulum_training_lowers_the_td_error():
     from kitae.compiled import make_agent_train
     from kitae.envs.jax_env import make_jax_env
     from kitae.modules.optimizer import get_learning_rate
@@ -324,9 +453,13 @@ def test_compiled_pendulum_trains_and_changes_params():
     before = jax.device_get(agent.state)
     summary = agent.train(env, 2_000)
     assert summary["n_updates"] == 2_000 - 500 + 1
-    assert trees_all_differ(before.actor.params, agent.state.actor.params)
-    assert trees_all_differ(before.critic.target_params, agent.state.critic.target_params)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(agent.state)))
+    # The critics fit their TD targets on Pendulum data they never saw: random-action
+    # transitions of gymnasium's Pendulum.
+    data = pendulum_transitions()
+    error_before = float(td_error(before, data, 0.9))
+    error_after = float(td_error(agent.state, data, 0.9))
+    assert error_after < 0.2 * error_before, (error_before, error_after)
     # Learning-rate injection reaches the actor's and the critic's optimizers.
     runner = make_agent_train(agent, env, 1_000).init(jax.random.PRNGKey(0), {"learning_rate": 0.5})
     for name in ("actor", "critic"):

@@ -13,6 +13,7 @@ import ast
 import dataclasses
 import os
 import re
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -122,6 +123,62 @@ def test_original_config_is_rejected():
         config, update_cfg=dataclasses.replace(config.update_cfg, batch_size=64)
     )
     ns["DQN"](run_name="fixed", config=fixed)
+
+
+def tutorial_config(ns: dict, **update) -> object:
+    """The tutorial's CartPole config (section 7) with ``update`` overriding its UpdateConfig."""
+    cfg = ns["cfg"]
+    update_cfg = {
+        "learning_rate": 1e-3,
+        "learning_rate_annealing": False,
+        "max_grad_norm": 10.0,
+        "max_buffer_size": 20_000,
+        "batch_size": 64,
+        "n_epochs": 1,
+        **update,
+    }
+    return cfg.AlgoConfig(
+        seed=0,
+        algo_params=ns["DQNParams"](exploration=0.1, gamma=0.99, skip_steps=4, start_step=1_000),
+        update_cfg=cfg.UpdateConfig(**update_cfg),
+        train_cfg=cfg.TrainConfig(n_env_steps=40_000, progress_bar=False),
+        env_cfg=cfg.EnvConfig(
+            task_name="CartPole-v1",
+            observation_space=gym.spaces.Box(-np.inf, np.inf, (4,), np.float32),
+            action_space=gym.spaces.Discrete(2),
+            n_envs=4,
+        ),
+    )
+
+
+def ignored_fields_warnings(build) -> list[str]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        build()
+    return [str(w.message) for w in caught if "ignores update_cfg fields" in str(w.message)]
+
+
+def test_custom_agent_warns_about_update_fields_its_factories_ignore():
+    ns = exec_blocks(definition_blocks())
+    dqn = ns["DQN"]
+    assert ignored_fields_warnings(lambda: dqn("as-written", tutorial_config(ns))) == []
+
+    # its optimizer has no learning-rate annealing
+    config = tutorial_config(ns, learning_rate_annealing=True)
+    messages = ignored_fields_warnings(lambda: dqn("annealed", config))
+    assert len(messages) == 1
+    assert messages[0].startswith(
+        "DQN ignores update_cfg fields set away from their defaults: learning_rate_annealing=True."
+    )
+
+    # The original tutorial's optimizer was a bare optax.adam: max_grad_norm had no effect.
+    blocks = definition_blocks()
+    clipping = re.compile(r"^    if config\.update_cfg\.max_grad_norm is not None:\n.*\n", re.M)
+    unclipped = [clipping.sub("", block) for block in blocks]
+    assert sum(a != b for a, b in zip(blocks, unclipped, strict=True)) == 1
+    original = exec_blocks(unclipped)
+    messages = ignored_fields_warnings(lambda: original["DQN"]("bare-adam", tutorial_config(ns)))
+    assert len(messages) == 1 and "max_grad_norm=10.0" in messages[0]
 
 
 @pytest.mark.slow

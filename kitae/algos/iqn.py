@@ -3,8 +3,9 @@ prioritized replay, hard or Polyak targets).
 
 Dopamine's semantics: ``N = N' = 64`` sampled quantile levels for the online and target
 distributions, ``K = 32`` levels to estimate Q-values for acting and for choosing the bootstrap
-action, ``kappa = 1``, the quantile Huber loss summed over the ``N`` online quantiles and averaged
-over the ``N'`` target ones, and a 64-cosine embedding of the levels.
+action (with the target network, unless ``double_q``), ``kappa = 1``, the quantile Huber loss
+summed over the ``N`` online quantiles and averaged over the ``N'`` target ones, and a 64-cosine
+embedding of the levels.
 
 See "Implicit Quantile Networks for Distributional Reinforcement Learning", Dabney et al., 2018.
 """
@@ -40,11 +41,12 @@ from kitae.types import Params
 class IQNParams(QLearningParams):
     """IQN hyperparameters (see :class:`~kitae.algos.dqn.QLearningParams` for the shared ones).
 
-    Defaults: Dopamine's IQN (``N = N' = 64``, ``K = 32``, ``kappa = 1``, 64 cosines, hard
-    target updates, here every 100 gradient steps) with kitae's DQN CartPole-v1 exploration
-    schedule; ``IQN.default_update_cfg`` takes one gradient step of 64 every 4 transitions at a
-    constant learning rate of 5e-4 (an IQN gradient step evaluates ``N + N' + K`` quantile levels
-    per sample, so it costs as much as many DQN steps on the same torso).
+    Defaults: Dopamine's IQN (``N = N' = 64``, ``K = 32``, ``kappa = 1``, 64 cosines, no
+    double-Q: the bootstrap action is the target network's greedy one, hard target updates, here
+    every 100 gradient steps) with kitae's DQN CartPole-v1 exploration schedule;
+    ``IQN.default_update_cfg`` takes one gradient step of 64 every 4 transitions at a constant
+    learning rate of 5e-4 (an IQN gradient step evaluates ``N + N' + K`` quantile levels per
+    sample, so it costs as much as many DQN steps on the same torso).
 
     Attributes:
         n_tau_samples: ``N``, quantile levels sampled for the online distribution.
@@ -55,6 +57,7 @@ class IQNParams(QLearningParams):
         kappa: quantile Huber threshold.
     """
 
+    double_q: bool = False
     tau: float = 1.0
     target_update_period: int = 100
     n_tau_samples: int = 64

@@ -491,15 +491,23 @@ class R2D2(OffPolicyAgent):
         self._eval_core_state = np.asarray(core)
         return actions, log_probs
 
-    def store_transition(self, experience: Experience) -> None:
-        """Stages one vector step with the core state it was acted from, then zeroes the core
-        state of the envs whose episode ended."""
+    def with_actor_state(self, experience: Experience) -> Experience:
+        """One vector step (leaves ``[N, ...]``) with the core state each env acted from
+        (``actor_state``, ``float32[N, D]``: the state before the last :meth:`explore`); then
+        zeroes the core state of the envs whose episode ended with it (``done`` or
+        ``truncated``). Loops that store transitions themselves call it once per step, after
+        :meth:`explore`."""
         experience = experience._replace(actor_state=np.asarray(self._core_before))
         ended = np.logical_or(np.asarray(experience.done), np.asarray(experience.truncated))
         if ended.any():
             self._core_state = np.where(ended[:, None], 0.0, self._core_state).astype(np.float32)
         self._core_before = self._core_state
-        super().store_transition(experience)
+        return experience
+
+    def store_transition(self, experience: Experience) -> None:
+        """Stages one vector step with the core state it was acted from, then zeroes the core
+        state of the envs whose episode ended (see :meth:`with_actor_state`)."""
+        super().store_transition(self.with_actor_state(experience))
 
     def act_fn(self, greedy: bool = False) -> Callable:
         """A pure ``(state, key, observations, env_steps, hyperparams, core_state) -> (actions,

@@ -44,6 +44,7 @@ def _usage() -> str:
 
 def _train_usage() -> str:
     from kitae.cli.runs import algorithm
+    from kitae.zoo import find_tuned
 
     lines = [
         "usage: kitae train ALGO [--config FILE.yaml] [FIELD FLAGS]",
@@ -52,8 +53,14 @@ def _train_usage() -> str:
     ]
     for name in ALGORITHMS:
         entry = algorithm(name)
-        lines.append(f"  {name:<7}{entry.env} / {entry.n_env_steps}")
-    lines += ["", "kitae train ALGO --help lists every field flag with its default and doc."]
+        tuned = find_tuned(name, entry.env)
+        steps = (tuned.train_cfg if tuned else {}).get("n_env_steps", entry.n_env_steps)
+        lines.append(f"  {name:<7}{entry.env} / {steps}")
+    lines += [
+        "",
+        "kitae train ALGO --help lists every field flag with its default and doc; the defaults",
+        "of an (ALGO, --env) pair in kitae.zoo.TUNED are its tuned settings.",
+    ]
     return "\n".join(lines)
 
 

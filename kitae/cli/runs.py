@@ -6,7 +6,9 @@ A *run spec* is a dataclass generated per algorithm: the run options of :class:`
 (every field is a flag, e.g. ``--update-cfg.learning-rate 3e-4``, and ``--help`` lists them with
 their defaults and docstrings), optionally on top of a YAML file (``--config FILE.yaml``, the
 same fields nested as in :func:`spec_to_dict`). The run directory keeps the resolved spec as
-``config.yaml``, which ``--config`` reads back to the same spec.
+``config.yaml``, which ``--config`` reads back to the same spec. The defaults of a spec depend on
+its env: :func:`default_spec` applies the tuned settings of :mod:`kitae.zoo` for the pair, under
+the file and the flags.
 """
 
 from __future__ import annotations
@@ -149,16 +151,49 @@ def spec_type(name: str) -> type:
     return spec
 
 
-def default_spec(name: str) -> Any:
-    """The run spec of algorithm ``name`` with all its defaults."""
+def default_spec(name: str, env: str | None = None) -> Any:
+    """The run spec of algorithm ``name`` with all its defaults on ``env``.
+
+    The defaults are the agent's (its params dataclass, ``default_update_cfg``,
+    ``default_n_envs``, the training length of :data:`ALGORITHMS`) with the overrides of
+    :data:`kitae.zoo.TUNED` for ``(name, env)`` when the table has the pair.
+
+    Args:
+        name: the algorithm name.
+        env: the env id (default: the algorithm's default env).
+    """
+    from kitae.zoo import find_tuned
+
     entry, cls = algorithm(name), agent_class(name)
-    return spec_type(name)(
-        env=entry.env,
+    env = entry.env if env is None else env
+    spec = spec_type(name)(
+        env=env,
         n_envs=cls.default_n_envs,
         algo_params=_params_type(name)(),
         update_cfg=dataclasses.replace(cls.default_update_cfg),
         train_cfg=TrainConfig(n_env_steps=entry.n_env_steps),
     )
+    tuned = find_tuned(name, env)
+    if tuned is not None:
+        for section in CONFIG_SECTIONS:
+            setattr(spec, section, tuned.apply(section, getattr(spec, section)))
+        if tuned.n_envs is not None:
+            spec.n_envs = tuned.n_envs
+    return spec
+
+
+def env_option(args: Sequence[str], data: dict[str, Any] | None = None) -> str | None:
+    """The env id that command-line ``args`` give (``--env ID`` or ``--env=ID``, the last one
+    wins), else the ``env`` of a spec file's ``data``, else ``None``."""
+    env = None
+    for i, token in enumerate(args):
+        if token == "--env" and i + 1 < len(args):
+            env = args[i + 1]
+        elif token.startswith("--env="):
+            env = token.split("=", 1)[1]
+    if env is None and data is not None and data.get("env") is not None:
+        env = str(data["env"])
+    return env
 
 
 def _plain(value: Any) -> Any:
@@ -201,7 +236,7 @@ def dict_to_args(algo: str, data: dict[str, Any], source: str) -> list[str]:
     Raises:
         ValueError: naming ``source`` and the field, for a field the spec does not have.
     """
-    default = default_spec(algo)
+    default = default_spec(algo, env_option([], data))
     args: list[str] = []
     for key, value in data.items():
         if key == "algo":
@@ -269,6 +304,7 @@ def parse_spec(
     import tyro
 
     file_args: list[str] = []
+    data: dict[str, Any] | None = None
     if config_file is not None:
         data = read_yaml(config_file)
         file_algo = data.get("algo")
@@ -288,7 +324,7 @@ def parse_spec(
     algorithm(algo)
     spec = tyro.cli(
         spec_type(algo),
-        default=default_spec(algo),
+        default=default_spec(algo, env_option(args, data)),
         args=[*file_args, *args],
         prog=f"{prog} {algo}",
     )
@@ -469,6 +505,7 @@ __all__ = [
     "build_config",
     "default_spec",
     "dict_to_args",
+    "env_option",
     "gymnax_id",
     "make_env",
     "parse_spec",

@@ -6,12 +6,15 @@ the env when an episode ends and returns both the first observation of the next 
 (``observation``) and the true last observation of the finished one (``next_observation``), with
 termination and time-limit truncation kept apart. It works with gymnax >= 1.0 (``step`` returns
 ``obs, state, reward, terminated, truncated, info``) and, through the same adapter, with the
-older 5-tuple API (``obs, state, reward, done, info``) where truncation is recovered from the
-episode clock.
+older 5-tuple API (``obs, state, reward, done, info``), whose ``done`` also fires at the time
+limit: there the env's own terminal condition is recovered by stepping it once more (in the same
+compiled program, from the same key and state) with the time limit lifted, and only an end that
+this step does not reproduce counts as truncation.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 
 import gymnasium as gym
@@ -73,6 +76,7 @@ class JaxEnv:
         self.name = name or getattr(env, "name", type(env).__name__)
         # gymnax >= 1.0 splits time-limit truncation out of step_env (is_truncated).
         self.legacy_api = not hasattr(env, "is_truncated")
+        self._params_without_limit = _without_time_limit(self.params) if self.legacy_api else None
 
     @property
     def observation_space(self) -> gym.Space:
@@ -105,9 +109,14 @@ class JaxEnv:
         next_obs, next_state, reward, done, _ = self.env.step_env(key, state, action, self.params)
         done = jnp.asarray(done, bool)
         if self.legacy_api:
-            # 5-tuple API: ``done`` includes the time limit; recover it from the clock.
-            truncated = done & (next_state.time >= self.params.max_steps_in_episode)
-            terminated = done & ~truncated
+            if self._params_without_limit is None:  # no time limit: every end is terminal
+                truncated = jnp.zeros_like(done)
+                return next_obs, next_state, jnp.asarray(reward, jnp.float32), done, truncated
+            # 5-tuple API: ``done`` includes the time limit. The same step with the limit lifted
+            # says whether the env's own terminal condition fired (XLA shares the dynamics).
+            *_, terminal, _ = self.env.step_env(key, state, action, self._params_without_limit)
+            terminated = done & jnp.asarray(terminal, bool)
+            truncated = done & ~terminated
         else:
             terminated = done
             truncated = jnp.asarray(self.env.is_truncated(next_state, self.params), bool)
@@ -132,6 +141,27 @@ class JaxEnv:
             truncated,
             self.observe(next_obs, next_state),
         )
+
+
+def _without_time_limit(params: Any) -> Any:
+    """``params`` with ``max_steps_in_episode`` raised out of reach, or ``None`` when the params
+    have no such field (a legacy env without a time limit).
+
+    Raises:
+        ValueError: if the params have the field but are neither a dataclass nor a NamedTuple.
+    """
+    if not hasattr(params, "max_steps_in_episode"):
+        return None
+    unreachable = int(np.iinfo(np.int32).max)
+    if dataclasses.is_dataclass(params):
+        return dataclasses.replace(params, max_steps_in_episode=unreachable)
+    if hasattr(params, "_replace"):
+        return params._replace(max_steps_in_episode=unreachable)
+    raise ValueError(
+        f"env params {type(params).__name__} have max_steps_in_episode but are neither a "
+        "dataclass nor a NamedTuple, so the time limit cannot be told apart from the env's "
+        "own terminations: make the params a (flax.struct) dataclass."
+    )
 
 
 def make_jax_env(env: str | Any, params: Any = None) -> JaxEnv:

@@ -72,6 +72,35 @@ def make_masked_update(
     return masked_update_fn
 
 
+def check_feed_forward(agent: BaseAgent) -> None:
+    """Raises ``ValueError`` for an agent with an acting state (``init_actor_state``, e.g. the
+    recurrent :class:`~kitae.algos.r2d2.R2D2`), which a model can neither act nor train with."""
+    if hasattr(agent, "init_actor_state"):
+        raise ValueError(
+            f"AgentModel cannot drive {type(agent).__name__}: it is a recurrent agent (it acts "
+            "from a core state carried between steps, init_actor_state) and learns from "
+            "replayed sequences with the core state stored at each step, while a model's memory "
+            "holds single frame-stacked transitions without core states. Train it with its own "
+            "loop (agent.train(env)), or wrap a feed-forward agent such as DQN."
+        )
+
+
+def check_one_step_uniform_replay(algo_params: Any) -> None:
+    """Raises ``ValueError`` for ``algo_params`` asking for n-step windows (``n_step != 1``) or
+    prioritized replay: a model's memory samples one-step transitions uniformly, so the agent's
+    targets would silently be one-step ones, or its batch would lack importance weights."""
+    n_step = getattr(algo_params, "n_step", 1)
+    if n_step != 1:
+        raise ValueError(
+            f"algo_params.n_step={n_step!r} is invalid for a model: its memory samples one-step "
+            "transitions, use n_step=1."
+        )
+    if getattr(algo_params, "prioritized", False):
+        raise ValueError(
+            "algo_params.prioritized=True is invalid for a model: its memory samples uniformly."
+        )
+
+
 def to_device_batch(batch: MemoryBatch) -> MemoryBatch:
     """The batch with the dtypes JAX uses (``int32`` actions, ``float32`` elsewhere)."""
     return batch._replace(actions=batch.actions.astype(np.int32))
@@ -104,8 +133,14 @@ class AgentModel(BaseModel):
         seed: seed of the memory sampling, the exploration and the update keys.
         mask_partial_stacks: see :class:`~kitae.models.memory.FrameStackMemory`.
 
+    Recurrent agents (an acting state carried between steps, ``init_actor_state``, e.g.
+    :class:`~kitae.algos.r2d2.R2D2`) are refused: they learn from replayed sequences with the core
+    state stored at each step, which the model's memory of single frame-stacked transitions does
+    not hold.
+
     Raises:
-        ValueError: if the spaces do not match, or a count is not a positive integer.
+        ValueError: if the spaces do not match, a count is not a positive integer, or the agent
+            is recurrent.
     """
 
     def __init__(
@@ -123,6 +158,9 @@ class AgentModel(BaseModel):
         seed: int = 0,
         mask_partial_stacks: bool = False,
     ):
+        check_feed_forward(agent)
+        if isinstance(agent, OffPolicyAgent):
+            check_one_step_uniform_replay(agent.config.algo_params)
         env_cfg = agent.config.env_cfg
         if not isinstance(env_cfg.action_space, gym.spaces.Discrete):
             raise ValueError(

@@ -22,7 +22,7 @@ import numpy as np
 from kitae.algos.dqn import DQN, DQNParams, QLearningParams
 from kitae.algos.iqn import IQN, IQNParams
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, check_int
-from kitae.models.agent_model import AgentModel
+from kitae.models.agent_model import AgentModel, check_one_step_uniform_replay
 
 
 @dataclass
@@ -102,15 +102,7 @@ def model_config(
     """
     params.validate()
     check_int("n_actions", n_actions, 1)
-    if algo_params.n_step != 1:
-        raise ValueError(
-            f"algo_params.n_step={algo_params.n_step!r} is invalid for a model: its memory "
-            "samples one-step transitions, use n_step=1."
-        )
-    if algo_params.prioritized:
-        raise ValueError(
-            "algo_params.prioritized=True is invalid for a model: its memory samples uniformly."
-        )
+    check_one_step_uniform_replay(algo_params)
     frame = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
     size = params.n_frames * int(np.prod(frame, dtype=np.int64))
     return AlgoConfig(

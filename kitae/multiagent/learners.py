@@ -18,18 +18,28 @@ members that acted). Only live rows become training data:
   bootstraps from its true next observation instead of running into another agent's
   trajectory; a lane's last transition bootstraps as at the end of any rollout. The at most
   ``G - 1`` transitions beyond the rollout size open the next rollout.
+
+A member whose episode ends without a transition to store (the env dropped it with no final
+observation) has its latest stored transition marked ``truncated`` (:meth:`GroupLearner.
+truncate_last`), so neither n-step windows nor GAE run from it into its next episode.
+
+Agents with an acting state (``init_actor_state``, e.g. the recurrent core of
+:class:`~kitae.algos.r2d2.R2D2`) carry one row of it per member: it is zeroed for every member at
+each env reset (:meth:`GroupLearner.reset_acting_state`), every stored transition keeps the state
+its member acted from (the agent's ``with_actor_state``), and a member's row is zeroed when its
+episode ends. Only off-policy agents may have one.
 """
 
 from __future__ import annotations
 
 import abc
-from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from kitae.base import BaseAgent, OffPolicyAgent, OnPolicyAgent
-from kitae.buffer import Experience, RolloutBuffer
+from kitae.buffer import Experience, ReplayBufferState, RolloutBuffer
 from kitae.schedules import off_policy_min_transitions
 
 
@@ -42,6 +52,28 @@ class GroupLearner(abc.ABC):
 
     def __init__(self, agent: BaseAgent):
         self.agent = agent
+        self.has_acting_state = hasattr(agent, "init_actor_state")
+        """Whether the agent carries an acting state between steps (one row per member)."""
+        if self.has_acting_state:
+            missing = [
+                name
+                for name in ("reset_actor_state", "with_actor_state")
+                if not callable(getattr(agent, name, None))
+            ]
+            if missing:
+                raise ValueError(
+                    f"{type(agent).__name__} acts from a state carried between steps "
+                    f"(init_actor_state) but has no {' / '.join(missing)}: the multi-agent "
+                    "trainer could neither reset it at episode starts nor store it with the "
+                    "transitions. Define them (see kitae.algos.r2d2.R2D2) or use a feed-forward "
+                    "agent."
+                )
+
+    def reset_acting_state(self) -> None:
+        """Zeroes the acting state of every member (all episodes start over); nothing for agents
+        without one."""
+        if self.has_acting_state:
+            self.agent.reset_actor_state()
 
     def act(self, observations: np.ndarray, greedy: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """One jitted call of the agent's ``explore`` (``select_action`` when ``greedy``).
@@ -63,6 +95,12 @@ class GroupLearner(abc.ABC):
         """Takes one env step of the group (leaves ``[G, ...]``), keeps the rows where ``live``
         (``bool[G]``) and runs the updates that became due."""
 
+    @abc.abstractmethod
+    def truncate_last(self, members: np.ndarray) -> None:
+        """Marks the latest stored transition of each member in ``members`` (``bool[G]``)
+        ``truncated``, unless it already ends an episode: their episode ended after it, with no
+        final observation to store the step that followed."""
+
 
 class OffPolicyLearner(GroupLearner):
     """Masked replay storage for an :class:`~kitae.base.OffPolicyAgent` (see the module doc)."""
@@ -78,6 +116,10 @@ class OffPolicyLearner(GroupLearner):
         self._staging = RolloutBuffer(min(self.STAGING_STEPS, buffer.slots_per_env))
         self._valid = np.zeros((self._staging.n_steps, buffer.n_envs), bool)
         self._add = jax.jit(buffer.add_batch, donate_argnums=0)
+        self._truncate = jax.jit(
+            lambda state, members: truncate_latest(state, members, buffer.slots_per_env),
+            donate_argnums=0,
+        )
         self._ticks = agent.env_steps // agent.skip_steps
         self._first_update = max(agent.start_step, off_policy_min_transitions(agent.config), 1)
 
@@ -96,7 +138,18 @@ class OffPolicyLearner(GroupLearner):
         # The staging storage is reused: the copy into the buffer must be done.
         jax.block_until_ready(agent.buffer_state)
 
+    def truncate_last(self, members: np.ndarray) -> None:
+        members = np.asarray(members, bool)
+        if not members.any():
+            return
+        self.flush()
+        agent = self.agent
+        if agent.buffer_state is not None:
+            agent.buffer_state = self._truncate(agent.buffer_state, members)
+
     def store(self, experience: Experience, live: np.ndarray) -> None:
+        if self.has_acting_state:
+            experience = self.agent.with_actor_state(experience)
         self._valid[self._staging.count] = live
         self._staging.add(experience)
         if self._staging.full:
@@ -120,20 +173,38 @@ class OnPolicyLearner(GroupLearner):
 
     def __init__(self, agent: OnPolicyAgent):
         super().__init__(agent)
+        if self.has_acting_state:
+            raise ValueError(
+                f"{type(agent).__name__} is an on-policy agent with an acting state "
+                "(init_actor_state): the multi-agent rollouts regroup each member's transitions "
+                "into lanes and store no acting state, so its updates would not see the states "
+                "it acted from. Use a feed-forward on-policy agent (e.g. PPO)."
+            )
         self.rollout_size = agent.config.update_cfg.max_buffer_size
         self.n_lanes = agent.config.env_cfg.n_envs
-        self._pending: list[tuple[int, tuple[Any, ...]]] = []
+        self._pending: list[tuple[int, Experience]] = []
         self.last_rollout: Experience | None = None
         """The last rollout handed to the update (leaves ``[T, N, ...]``), for inspection."""
 
     def store(self, experience: Experience, live: np.ndarray) -> None:
         rows = [None if x is None else np.asarray(x) for x in experience]
         for member in np.flatnonzero(live):
-            row = tuple(None if x is None else x[member] for x in rows)
+            row = Experience(*(None if x is None else x[member] for x in rows))
             self._pending.append((int(member), row))
         self.agent.env_steps += int(live.sum())
         if len(self._pending) >= self.rollout_size:
             self._update()
+
+    def truncate_last(self, members: np.ndarray) -> None:
+        # A member's transitions already handed to an update were cut there (at the switch to
+        # another member or at the lane's end): only its pending ones can run on.
+        for member in np.flatnonzero(members):
+            for k in range(len(self._pending) - 1, -1, -1):
+                owner, row = self._pending[k]
+                if owner == member:
+                    if not (row.done or row.truncated):
+                        self._pending[k] = (owner, row._replace(truncated=np.True_))
+                    break
 
     def _update(self) -> None:
         ordered = sorted(self._pending, key=lambda item: item[0])  # stable: time order kept
@@ -157,11 +228,33 @@ class OnPolicyLearner(GroupLearner):
         self.agent.run_update(rollout)
 
 
+def truncate_latest(
+    state: ReplayBufferState, members: jax.Array, slots_per_env: int
+) -> ReplayBufferState:
+    """Marks the latest transition stored in each env slot of ``members`` (``bool[N]``)
+    ``truncated``, unless it is ``done``; slots that hold nothing are left alone.
+
+    Args:
+        state: a replay buffer state whose ``data`` is an :class:`~kitae.buffer.Experience`
+            with ``done`` and ``truncated`` (``bool[T, N]``).
+        members: ``bool[N]``.
+        slots_per_env: ``T``.
+    """
+    data = state.data
+    envs = jnp.arange(members.shape[0])
+    latest = (state.position - 1) % slots_per_env
+    cut = members & (state.size > 0) & ~data.done[latest, envs].astype(bool)
+    truncated = data.truncated.at[latest, envs].set(data.truncated[latest, envs] | cut)
+    return state.replace(data=data._replace(truncated=truncated))
+
+
 def make_learner(agent: BaseAgent) -> GroupLearner:
     """The learner for ``agent``'s kind.
 
     Raises:
         TypeError: for an agent that is neither an ``OffPolicyAgent`` nor an ``OnPolicyAgent``.
+        ValueError: for an agent with an acting state (``init_actor_state``) that is on-policy,
+            or lacks ``reset_actor_state`` / ``with_actor_state``.
     """
     if isinstance(agent, OffPolicyAgent):
         return OffPolicyLearner(agent)
@@ -173,4 +266,10 @@ def make_learner(agent: BaseAgent) -> GroupLearner:
     )
 
 
-__all__ = ["GroupLearner", "OffPolicyLearner", "OnPolicyLearner", "make_learner"]
+__all__ = [
+    "GroupLearner",
+    "OffPolicyLearner",
+    "OnPolicyLearner",
+    "make_learner",
+    "truncate_latest",
+]

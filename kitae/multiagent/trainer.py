@@ -8,9 +8,15 @@ Episode conventions:
 
 * An agent acts from the env's reset until it terminates, is truncated, or the env drops it from
   its dicts; then it stops acting and stores nothing more for that episode. An agent the env
-  drops without a termination or truncation flag is treated as truncated (its last transition
-  bootstraps from its final observation; with no final observation, no transition is stored).
-* The env is reset only when no agent is still acting.
+  drops without a termination or truncation flag is treated as truncated: with a final
+  observation, its last transition is stored ``truncated`` and bootstraps from it; without one,
+  that step is not stored and the agent's previous transition (this episode's latest stored one)
+  is marked ``truncated`` instead, so it bootstraps from the observation the agent last acted on.
+  The same holds for a truncation flag without a final observation. Either way, neither n-step
+  windows (off-policy) nor GAE (on-policy) run into the agent's next episode.
+* The env is reset only when no agent is still acting; every agent's episode starts there.
+  Agents with an acting state (e.g. R2D2's recurrent core) start each episode, in training and in
+  :meth:`MultiAgentTrainer.evaluate`, from a fresh one (see :mod:`kitae.multiagent.learners`).
 * ``done`` is the env's termination (no bootstrap); ``truncated`` its truncation (bootstrap).
 * Counters: :attr:`MultiAgentTrainer.env_steps` counts ``env.step`` calls; each group's kitae
   agent's ``env_steps`` counts its stored (live) transitions, which drive its schedules
@@ -153,8 +159,8 @@ class MultiAgentTrainer:
 
     Args:
         env: the PettingZoo ``ParallelEnv`` to train on.
-        agent_type: the kitae agent class, an ``OffPolicyAgent`` (DQN, SAC, TD3...) or an
-            ``OnPolicyAgent`` (PPO); one instance per group.
+        agent_type: the kitae agent class, an ``OffPolicyAgent`` (DQN, SAC, TD3, R2D2...) or
+            an ``OnPolicyAgent`` (PPO); one instance per group.
         n_steps: env steps the run is planned for (schedules such as epsilon and learning-rate
             annealing span them); :meth:`train` defaults to it.
         grouping: ``"shared"`` (one agent for all, parameter sharing), ``"independent"`` (one
@@ -176,7 +182,8 @@ class MultiAgentTrainer:
         TypeError: if ``env`` is not a ParallelEnv or ``agent_type`` neither off- nor on-policy.
         ValueError: for a bad grouping (see ``make_groups``), ``n_steps`` or ``seed``; an
             on-policy rollout size (``update_cfg.max_buffer_size``) that is not a multiple of a
-            group's size; or any config error of the agents.
+            group's size; an agent with an acting state that the learners cannot carry (see
+            :func:`~kitae.multiagent.learners.make_learner`); or any config error of the agents.
     """
 
     def __init__(
@@ -293,6 +300,8 @@ class MultiAgentTrainer:
         self._env_seeded = True
         self._observations = observations
         self._alive = {a for a in self.env.agents if a in observations}
+        for learner in self.learners.values():
+            learner.reset_acting_state()
         self.recorder.start()
 
     def _check_updates(self, n_steps: int) -> None:
@@ -350,6 +359,8 @@ class MultiAgentTrainer:
                 stored[i] = has_next or terminated
                 if not continues:
                     alive.discard(name)
+            # Episodes that ended with nothing to store end at their latest stored transition.
+            self.learners[group.name].truncate_last(live & ~stored)
             experience = Experience(
                 observation=batch,
                 action=actions,
@@ -423,8 +434,9 @@ class MultiAgentTrainer:
     # ---- evaluation ---------------------------------------------------------------------
     def evaluate(self, env: Any, n_episodes: int, *, seed: int = 0, greedy: bool = True) -> dict:
         """Plays ``n_episodes`` on ``env`` (a separate instance: the training episode is left
-        alone) without learning; episode ``i`` is reset with ``seed + i``. The interaction keys
-        are preserved, so training continues unchanged.
+        alone) without learning; episode ``i`` is reset with ``seed + i`` and acted from fresh
+        acting states. The interaction keys (and training acting states) are preserved, so
+        training continues unchanged.
 
         Returns:
             ``{"return": float64[n_episodes] team returns, "return/<agent>": float64[...]}``.
@@ -439,6 +451,8 @@ class MultiAgentTrainer:
         try:
             for episode in range(n_episodes):
                 observations, _ = env.reset(seed=seed + episode)
+                for learner in self.learners.values():
+                    learner.reset_acting_state()
                 alive = {a for a in env.agents if a in observations}
                 while alive:
                     env_actions, _ = self.act(observations, alive, greedy)
