@@ -33,7 +33,7 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from common import emit
+from common import emit, learning_start
 
 from kitae.algos.alphazero import AlphaZeroParams, explore_factory
 from kitae.algos.alphazero import make_train as make_alphazero_train
@@ -100,7 +100,7 @@ def build_dqn(steps: int, eval_every: int):
         loss="mse",
         tau=0.01,
         skip_steps=8,
-        start_step=500,
+        start_step=learning_start(500, steps),
         hidden_sizes=(64, 64),
     )
     update = UpdateConfig(learning_rate=1e-3, max_buffer_size=10_000, batch_size=64, n_epochs=2)

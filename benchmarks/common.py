@@ -81,6 +81,34 @@ def emit(record: dict[str, Any], package_versions: dict[str, str] | None = None)
     print(json.dumps(record, default=repr), flush=True)
 
 
+# ---- schedules given in env steps ---------------------------------------------------------
+def schedule_fraction(schedule_steps: int, run_steps: int) -> float:
+    """A schedule that a peer configuration gives in env steps, as the fraction of a run of
+    ``run_steps`` that it spans, clipped to 1: in a shorter run the schedule is compressed into
+    the run and reaches its end value at the run's last step.
+
+    Args:
+        schedule_steps: the schedule's length in env steps (e.g. PureJaxRL's epsilon decay of
+            250k steps).
+        run_steps: the run's length in env steps.
+    """
+    if run_steps < 1:
+        raise SystemExit(f"--steps={run_steps} is invalid: it must be >= 1.")
+    return min(1.0, schedule_steps / run_steps)
+
+
+def learning_start(start_step: int, run_steps: int) -> int:
+    """A peer's ``learning_starts`` (env steps), clipped to half the run so that a run shorter
+    than the peer's still learns (a run twice as long or longer keeps the peer's value)."""
+    return min(start_step, run_steps // 2)
+
+
+def update_period(period: int, n_gradient_steps: int) -> int:
+    """A target update period in gradient steps, clipped to the run's gradient steps so that the
+    target is updated at least once in a short run (``>= 1``)."""
+    return max(1, min(period, n_gradient_steps))
+
+
 # ---- greedy checkpoints ---------------------------------------------------------------------
 class Checkpoints:
     """Greedy evaluations during and after training, their time kept apart from training time.
@@ -130,6 +158,7 @@ class Target:
 
 LEARNING_TARGETS: dict[tuple[str, str], Target] = {
     ("dqn", "CartPole-v1"): Target(475.0, 100_000),
+    ("plain-dqn", "CartPole-v1"): Target(475.0, 100_000),
     ("double-dueling-dqn", "CartPole-v1"): Target(475.0, 100_000),
     ("rainbow-dqn", "CartPole-v1"): Target(475.0, 100_000),
     ("c51", "CartPole-v1"): Target(475.0, 100_000),
@@ -138,9 +167,15 @@ LEARNING_TARGETS: dict[tuple[str, str], Target] = {
     ("ppo", "CartPole-v1"): Target(475.0, 100_000),
     ("double-dueling-dqn", "Acrobot-v1"): Target(-100.0, 100_000),
     ("dqn", "Acrobot-v1"): Target(-100.0, 100_000),
+    ("plain-dqn", "Acrobot-v1"): Target(-100.0, 100_000),
+    ("c51", "Acrobot-v1"): Target(-100.0, 100_000),
+    ("qrdqn", "Acrobot-v1"): Target(-100.0, 100_000),
+    ("iqn", "Acrobot-v1"): Target(-100.0, 100_000),
+    ("ppo", "Acrobot-v1"): Target(-100.0, 100_000),
     ("sac", "Pendulum-v1"): Target(-200.0, 20_000),
     ("td3", "Pendulum-v1"): Target(-200.0, 20_000),
     ("ddpg", "Pendulum-v1"): Target(-250.0, 20_000),
+    ("ppo", "Pendulum-v1"): Target(-250.0, 500_000),
     ("ppo-continuous", "Pendulum-v1"): Target(-250.0, 500_000),
 }
 """``(algo, env) -> Target``; the first env listed for an algo is its default env."""

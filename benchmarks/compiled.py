@@ -6,11 +6,18 @@ tanh, 500k steps. ``--algo ppo --config rejax``: 5 envs x 100 steps, 5 epochs x 
 lr 7.5e-4, gamma 0.99, lambda 0.95, clip 0.2, entropy 0.01, value 0.5, grad norm 0.5, 100k steps.
 ``--algo dqn --config purejaxrl``: 10 envs, buffer 10k, batch 128, one gradient step per vector
 step, learning starts at 10k, hard target copy every 500 env steps (50 gradient steps), epsilon
-1 -> 0.05 over 250k steps, lr 2.5e-4, MSE loss, 120-84 ReLU, 500k steps.
+1 -> 0.05 over 250k steps, lr 2.5e-4, MSE loss, 120-84 ReLU, 500k steps. With a shorter
+``--steps``, the schedules given in env steps are clipped to the run (``common.schedule_fraction``,
+``common.learning_start``, ``common.update_period``): epsilon reaches 0.05 at the end of a run
+shorter than 250k steps, learning starts at ``min(10k, steps / 2)``, and the target is copied at
+least once.
 
 ``compile_s`` is ``jit(vmap(train)).lower(keys).compile()``; ``train_s`` the best of ``--repeats``
 executions of the compiled program (steady state); ``sps`` counts all seeds together.
-``eval_mean`` is the greedy return over 128 episodes of gymnax CartPole-v1, mean over seeds.
+``eval_mean`` is the greedy return over 128 episodes of gymnax CartPole-v1, mean over seeds;
+``train_return_tail_per_seed`` the mean return of the training episodes (exploring policy) that
+ended in the last 2% of the run, the metric PureJaxRL and rejax plot. ``--set
+SECTION.FIELD=VALUE`` overrides a config field (as in ``learning.py``).
 
 Usage::
 
@@ -22,16 +29,20 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import gymnasium as gym
 import jax
+import jax.numpy as jnp
 import numpy as np
-from common import emit
+from common import emit, learning_start, schedule_fraction, update_period
+from learning import apply_settings, parse_assignments
 
 import kitae.config as cfg
 from kitae.algos import DQN, PPO, DQNParams, PPOParams
 from kitae.compiled import config_for_jax_env, evaluate_compiled, make_agent_train
-from kitae.envs.jax_env import make_jax_env
+from kitae.envs.jax_env import JaxEnv, make_jax_env
+from kitae.schedules import off_policy_gradient_steps
 
 DEFAULT_STEPS = {
     ("ppo", "purejaxrl"): 500_000,
@@ -40,8 +51,26 @@ DEFAULT_STEPS = {
 }
 
 
-def build_agent(algo: str, config_name: str, steps: int, buffer: int | None):
-    """The kitae agent configured as the named peer configuration."""
+class TimeLimitAsTermination(JaxEnv):
+    """A JAX env whose time-limit truncations are reported as terminations (no bootstrap), as
+    gymnax before 1.0 did and PureJaxRL's DQN therefore does."""
+
+    def transition(self, key, state, action):
+        observation, state, reward, terminated, truncated = super().transition(key, state, action)
+        return observation, state, reward, terminated | truncated, jnp.zeros_like(truncated)
+
+
+def build_agent(
+    algo: str,
+    config_name: str,
+    steps: int,
+    buffer: int | None,
+    overrides: dict[str, Any] | None = None,
+    time_limit_terminal: bool = False,
+):
+    """The kitae agent configured as the named peer configuration, then ``overrides``
+    (``section.field -> value``, as ``learning.py --set``); with ``time_limit_terminal`` the
+    env reports CartPole's 500-step limit as a termination."""
     template = gym.make("CartPole-v1")
     if algo == "ppo":
         if config_name == "purejaxrl":
@@ -75,13 +104,13 @@ def build_agent(algo: str, config_name: str, steps: int, buffer: int | None):
             gamma=0.99,
             exploration_start=1.0,
             exploration_end=0.05,
-            exploration_fraction=250_000 / steps,
+            exploration_fraction=schedule_fraction(250_000, steps),
             double_q=False,
             loss="mse",
             tau=1.0,
             target_update_period=50,
             skip_steps=10,
-            start_step=10_000,
+            start_step=learning_start(10_000, steps),
             hidden_sizes=(120, 84),
         )
         update = cfg.UpdateConfig(
@@ -93,7 +122,15 @@ def build_agent(algo: str, config_name: str, steps: int, buffer: int | None):
     )
     config.train_cfg.progress_bar = False
     env = make_jax_env("CartPole-v1")
-    return agent_cls(f"{algo}-{config_name}", config_for_jax_env(config, env, n_envs)), env
+    if time_limit_terminal:
+        env = TimeLimitAsTermination(env.env, env.params, env.name)
+    config = config_for_jax_env(config, env, n_envs)
+    if algo == "dqn":
+        config.algo_params.target_update_period = update_period(
+            50, off_policy_gradient_steps(config)
+        )
+    apply_settings(config, overrides or {})
+    return agent_cls(f"{algo}-{config_name}", config), env
 
 
 def main() -> None:
@@ -105,10 +142,25 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--buffer", type=int, default=None, help="DQN replay capacity")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.FIELD=VALUE",
+        help="config override, e.g. algo_params.double_q=True (repeatable)",
+    )
+    parser.add_argument(
+        "--time-limit-terminal",
+        action="store_true",
+        help="train with CartPole's time limit reported as a termination (as PureJaxRL's DQN)",
+    )
     args = parser.parse_args()
     steps = args.steps or DEFAULT_STEPS[(args.algo, args.config)]
 
-    agent, env = build_agent(args.algo, args.config, steps, args.buffer)
+    overrides = parse_assignments(args.set)
+    agent, env = build_agent(
+        args.algo, args.config, steps, args.buffer, overrides, args.time_limit_terminal
+    )
     train = make_agent_train(agent, env, steps)
     keys = jax.vmap(jax.random.PRNGKey)(np.arange(args.seed, args.seed + args.seeds))
     start = time.perf_counter()
@@ -134,6 +186,11 @@ def main() -> None:
         )
     )(runner.agent_state, eval_keys)
     per_seed = np.asarray(returns).mean(axis=1)
+    # Training-episode returns (epsilon-greedy / sampled actions), as PureJaxRL and rejax report:
+    # the episodes that ended in the last 2% of the run.
+    train_returns = np.asarray(metrics.episode_return)
+    tail = max(1, train_returns.shape[1] // 50)
+    train_tail = np.nanmean(train_returns[:, -tail:], axis=1)
     emit(
         {
             "system": "kitae",
@@ -148,6 +205,9 @@ def main() -> None:
             "sps": round(args.seeds * train.n_iterations * train.steps_per_iteration / train_s, 1),
             "eval_mean": float(per_seed.mean()),
             "eval_per_seed": [round(float(r), 2) for r in per_seed],
+            "train_return_tail_per_seed": [round(float(r), 2) for r in train_tail],
+            "overrides": args.set,
+            "time_limit_terminal": args.time_limit_terminal,
         }
     )
 

@@ -1,7 +1,8 @@
 """DQN on gymnasium CartPole-v1 through kitae's gymnasium loop; prints one JSON line.
 
 ``--config rl-zoo`` uses the RL-Zoo CartPole hyperparameters (the speed comparison with SBX):
-1 env, Adam lr 2.3e-3, batch 64, buffer 100k, learning starts at 1000, gamma 0.99, train every 256
+1 env, Adam lr 2.3e-3, batch 64, buffer 100k, learning starts at 1000
+(``common.learning_start``: at most half the run), gamma 0.99, train every 256
 steps with 128 gradient steps, epsilon 1.0 -> 0.04 over the first 16% of 50k steps, 256-256 ReLU,
 Huber loss, no gradient clipping, hard target copy. RL-Zoo syncs the target every 10 env steps,
 i.e. once between two 128-step bursts; kitae counts ``target_update_period`` in gradient steps, so
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import argparse
 
-from common import train_and_report
+from common import learning_start, train_and_report
 
 import kitae.config as cfg
 from kitae.algos import DQN, DQNParams
@@ -45,7 +46,7 @@ def rl_zoo_config(env, seed: int, steps: int) -> cfg.AlgoConfig:
         tau=1.0,
         target_update_period=128,
         skip_steps=256,
-        start_step=1000,
+        start_step=learning_start(1000, steps),
         hidden_sizes=(256, 256),
         activation="relu",
     )

@@ -1,8 +1,9 @@
 """Learning benchmark of kitae's algorithm family; prints one JSON line per seed.
 
-Each run trains one agent for ``--steps`` env steps (default: the reference target's budget,
-``common.LEARNING_TARGETS``), evaluates the greedy policy every ``--eval-every`` steps (default
-steps / 10) on 20 episodes of the gymnasium env reset with seeds 10000..10019, and prints
+Each run trains one agent for ``--steps`` env steps (default: the tuned entry's
+``train_cfg.n_env_steps`` when ``kitae.zoo.TUNED`` has the pair, else the reference target's
+budget, ``common.LEARNING_TARGETS``), evaluates the greedy policy every ``--eval-every`` steps
+(default steps / 10) on 20 episodes of the gymnasium env reset with seeds 10000..10019, and prints
 ``eval_mean`` / ``eval_std`` of the final policy, the reference ``threshold`` and
 ``first_step_over_threshold``, the first checkpoint whose mean return is ``>= threshold``
 (``null`` if none). ``train_s`` is the wall time of ``agent.train``, compilation included,
@@ -11,16 +12,18 @@ evaluations excluded. With ``--compiled`` the agent trains on the JAX env
 checkpoints; it is still evaluated on the gymnasium env.
 
 Algorithms (``ALGOS``; resolved from ``kitae.algos`` when a run starts, so that the script works
-while the family grows): ``dqn`` (no double-Q, no dueling head), ``double-dueling-dqn``,
-``rainbow-dqn`` (Rainbow's DQN options: double-Q, dueling, 3-step returns, prioritized replay; no
-distributional head, no noisy nets), ``c51``, ``qrdqn``, ``iqn``, ``ppo``, ``ppo-continuous`` (PPO
-with its Gaussian policy on Pendulum-v1), ``sac``, ``td3``, ``ddpg``.
+while the family grows): ``dqn``, ``c51``, ``qrdqn``, ``iqn``, ``ppo``, ``sac``, ``td3``, ``ddpg``
+(each the agent of ``kitae train`` of that name, with its defaults), ``plain-dqn`` (DQN without
+double-Q nor dueling head), ``double-dueling-dqn``, ``rainbow-dqn`` (Rainbow's DQN options:
+double-Q, dueling, 3-step returns, prioritized replay; no distributional head, no noisy nets),
+``ppo-continuous`` (PPO, named apart for its Pendulum-v1 rows).
 
-Configuration: the agent's defaults (``Agent.default_config`` with ``Agent.default_n_envs``
-envs), then the registry's options, then the per-env settings of ``SETTINGS`` (sources there),
-then ``--set SECTION.FIELD=VALUE`` (repeatable; the value is read with ``ast.literal_eval``, else
-kept as a string; ``env_cfg.n_envs=N`` sets the number of envs). The SAC, TD3 and DDPG defaults
-already are the RL-Zoo Pendulum-v1 settings, so they have no entry.
+Configuration: what ``kitae train ALGO --env ENV`` uses: ``Agent.default_config`` on the env,
+which applies the tuned settings of ``kitae.zoo.TUNED`` for the pair, with the entry's number
+of envs (else ``Agent.default_n_envs``); then the registry's options; then ``--set
+SECTION.FIELD=VALUE`` (repeatable; the value is read with ``ast.literal_eval``, else kept as a
+string; ``env_cfg.n_envs=N`` sets the number of envs). The run's ``config`` field is ``tuned``
+when the table has the pair, else ``default``.
 
 Units when translating Stable-Baselines3 / RL-Zoo settings: kitae's ``skip_steps`` counts
 transitions between two updates summed over envs (``train_freq * n_envs``), ``n_epochs`` is the
@@ -71,7 +74,8 @@ class AlgoSpec:
 
 
 ALGOS: dict[str, AlgoSpec] = {
-    "dqn": AlgoSpec("DQN", {"double_q": False, "dueling": False}),
+    "dqn": AlgoSpec("DQN"),
+    "plain-dqn": AlgoSpec("DQN", {"double_q": False, "dueling": False}),
     "double-dueling-dqn": AlgoSpec("DQN", {"double_q": True, "dueling": True}),
     "rainbow-dqn": AlgoSpec(
         "DQN", {"double_q": True, "dueling": True, "n_step": 3, "prioritized": True}
@@ -86,100 +90,6 @@ ALGOS: dict[str, AlgoSpec] = {
     "ddpg": AlgoSpec("DDPG"),
 }
 
-
-@dataclass
-class Settings:
-    """Per-env settings of an algorithm: ``source`` labels the runs, ``values`` maps
-    ``section.field`` (``algo_params``, ``update_cfg``, ``train_cfg``, ``env_cfg.n_envs``) to a
-    value."""
-
-    source: str
-    values: dict[str, Any]
-
-
-# RL-Zoo, hyperparams/dqn.yml, Acrobot-v1: n_timesteps 1e5, lr 6.3e-4, batch 128, buffer 50k,
-# learning_starts 0, gamma 0.99, target_update_interval 250, train_freq 4, gradient_steps -1,
-# exploration_fraction 0.12, exploration_final_eps 0.1, net_arch [256, 256]; the rest are SB3's
-# DQN defaults (Huber loss, gradient norm 10, 1 env, epsilon from 1.0, hard target copy).
-ACROBOT_DQN = Settings(
-    "rl-zoo",
-    {
-        "env_cfg.n_envs": 1,
-        "update_cfg.learning_rate": 6.3e-4,
-        "update_cfg.learning_rate_annealing": False,
-        "update_cfg.max_grad_norm": 10.0,
-        "update_cfg.max_buffer_size": 50_000,
-        "update_cfg.batch_size": 128,
-        "update_cfg.n_epochs": 4,  # gradient_steps -1 with train_freq 4 and 1 env
-        "algo_params.skip_steps": 4,
-        "algo_params.start_step": 0,  # kitae still waits for one batch (128 transitions)
-        "algo_params.gamma": 0.99,
-        "algo_params.tau": 1.0,
-        "algo_params.target_update_period": 250,  # 250 env steps = 250 gradient steps here
-        "algo_params.exploration_start": 1.0,
-        "algo_params.exploration_end": 0.1,
-        "algo_params.exploration_fraction": 0.12,
-        "algo_params.loss": "huber",
-        "algo_params.hidden_sizes": (256, 256),
-        "algo_params.activation": "relu",
-    },
-)
-
-SETTINGS: dict[tuple[str, str], Settings] = {
-    ("dqn", "Acrobot-v1"): ACROBOT_DQN,
-    ("double-dueling-dqn", "Acrobot-v1"): ACROBOT_DQN,
-    ("rainbow-dqn", "Acrobot-v1"): ACROBOT_DQN,
-    # RL-Zoo, hyperparams/ppo.yml, CartPole-v1 (as benchmarks/ppo_cartpole.py and the SBX peer):
-    # 8 envs x 32 steps, batch 256, 20 epochs, gamma 0.98, GAE lambda 0.8, lr 1e-3 and clip 0.2
-    # both decayed linearly to 0, entropy 0; SB3 defaults for the rest (value coefficient 0.5,
-    # gradient norm 0.5, 64-64 tanh).
-    ("ppo", "CartPole-v1"): Settings(
-        "rl-zoo",
-        {
-            "env_cfg.n_envs": 8,
-            "update_cfg.max_buffer_size": 256,
-            "update_cfg.batch_size": 256,
-            "update_cfg.n_epochs": 20,
-            "update_cfg.learning_rate": 1e-3,
-            "update_cfg.learning_rate_annealing": True,
-            "update_cfg.max_grad_norm": 0.5,
-            "algo_params.gamma": 0.98,
-            "algo_params.gae_lambda": 0.8,
-            "algo_params.clip_eps": 0.2,
-            "algo_params.clip_eps_annealing": True,
-            "algo_params.entropy_coef": 0.0,
-            "algo_params.value_coef": 0.5,
-            "algo_params.hidden_sizes": (64, 64),
-            "algo_params.activation": "tanh",
-        },
-    ),
-    # RL-Zoo, hyperparams/ppo.yml, Pendulum-v1, without gSDE (kitae has none): 4 envs x 1024
-    # steps, 10 epochs, gamma 0.9, GAE lambda 0.95, lr 1e-3, clip 0.2, entropy 0; SB3 defaults
-    # for the rest (batch 64, value coefficient 0.5, no value clipping, gradient norm 0.5, 64-64
-    # tanh, log-std 0). RL-Zoo's budget is 1e5 steps with gSDE.
-    ("ppo-continuous", "Pendulum-v1"): Settings(
-        "rl-zoo",
-        {
-            "env_cfg.n_envs": 4,
-            "update_cfg.max_buffer_size": 4096,
-            "update_cfg.batch_size": 64,
-            "update_cfg.n_epochs": 10,
-            "update_cfg.learning_rate": 1e-3,
-            "update_cfg.learning_rate_annealing": False,
-            "update_cfg.max_grad_norm": 0.5,
-            "algo_params.gamma": 0.9,
-            "algo_params.gae_lambda": 0.95,
-            "algo_params.clip_eps": 0.2,
-            "algo_params.value_clip_eps": None,
-            "algo_params.entropy_coef": 0.0,
-            "algo_params.value_coef": 0.5,
-            "algo_params.hidden_sizes": (64, 64),
-            "algo_params.activation": "tanh",
-            "algo_params.log_std_init": 0.0,
-        },
-    ),
-}
-"""``(algo, env) -> Settings``: the pairs whose agent defaults are not the reference setting."""
 
 SECTIONS = ("algo_params", "update_cfg", "train_cfg")
 
@@ -239,10 +149,12 @@ def build_agent(
     from kitae.compiled import config_for_jax_env
     from kitae.envs.jax_env import make_jax_env
     from kitae.envs.make import make_vec_env
+    from kitae.zoo import find_tuned
 
     agent_cls = spec.agent_class()
     values = dict(values)
-    n_envs = values.pop("env_cfg.n_envs", agent_cls.default_n_envs)
+    tuned = find_tuned(agent_cls, run.env_id)
+    n_envs = values.pop("env_cfg.n_envs", (tuned and tuned.n_envs) or agent_cls.default_n_envs)
     env = make_vec_env(run.env_id, n_envs)
     config = agent_cls.default_config(env, seed=seed, n_env_steps=run.steps)
     apply_settings(config, values)
@@ -274,10 +186,16 @@ def main() -> None:
     args: argparse.Namespace = parser.parse_args()
     run = resolve_learning_run(args)
     spec = ALGOS[run.algo]
-    settings = SETTINGS.get((run.algo, run.env_id))
     values = {f"algo_params.{name}": value for name, value in spec.options.items()}
-    values.update(settings.values if settings else {})
     values.update(parse_assignments(args.set))
+    from kitae.zoo import find_tuned
+
+    tuned = find_tuned(spec.agent_class(), run.env_id)
+    source = "tuned" if tuned else "default"
+    if args.steps is None and tuned and "n_env_steps" in tuned.train_cfg:
+        steps = tuned.train_cfg["n_env_steps"]  # the length of ``kitae train ALGO --env ENV``
+        every = max(steps // 10, 1) if args.eval_every is None else args.eval_every
+        run = dataclasses.replace(run, steps=steps, eval_every=every)
 
     from kitae.base import config_to_dict
 
@@ -296,7 +214,7 @@ def main() -> None:
                 run,
                 system="kitae",
                 variant=variant_of(agent.config.algo_params),
-                config=settings.source if settings else "default",
+                config=source,
                 seed=seed,
                 steps=agent.env_steps,
                 train_s=train_s,

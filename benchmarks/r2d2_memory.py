@@ -35,7 +35,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from common import machine, versions
+from common import learning_start, machine, versions
 
 from kitae.algos.dqn import DQN, DQNParams
 from kitae.algos.r2d2 import R2D2, R2D2Params
@@ -121,6 +121,7 @@ def make_env(name: str, delay: int):
 
 def make_agent(algo: str, name: str, env_cfg: EnvConfig, seed: int, steps: int, run_dir):
     _, _, shared, recurrent, update = SETTINGS[name]
+    shared = {**shared, "start_step": learning_start(shared["start_step"], steps)}
     if algo == "r2d2":
         params = R2D2Params(**shared, **recurrent)
         agent_cls = R2D2

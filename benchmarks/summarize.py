@@ -86,12 +86,15 @@ def learning_table(rows: list[dict]) -> list[str]:
             groups[key].append(r)
     out = [
         "| env | algo | system | variant | config | steps | threshold | seeds | >= threshold "
-        "| median eval (min - max) | median steps to threshold | median train_s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| final eval per seed | median eval (min - max) | median steps to threshold "
+        "| median train_s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for (env, algo, system, variant, config, budget), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["seed"])
         threshold = rs[0]["threshold"]
         evals = [r["eval_mean"] for r in rs]
+        per_seed = ", ".join(f"{e:.1f}" for e in evals)
         solved = "-" if threshold is None else f"{sum(e >= threshold for e in evals)}/{len(rs)}"
         reached = [r["first_step_over_threshold"] for r in rs]
         reached = [s for s in reached if s is not None]
@@ -99,7 +102,8 @@ def learning_table(rows: list[dict]) -> list[str]:
         out.append(
             f"| {env} | {algo} | {system} | {variant} | {config} | {budget:,} | "
             f"{'-' if threshold is None else f'{threshold:g}'} | {len(rs)} | {solved} | "
-            f"{median(evals):.1f} ({min(evals):.1f} - {max(evals):.1f}) | {to_threshold} | "
+            f"{per_seed} | {median(evals):.1f} ({min(evals):.1f} - {max(evals):.1f}) | "
+            f"{to_threshold} | "
             f"{median([r['train_s'] for r in rs]):.1f} |"
         )
     return out
