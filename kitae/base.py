@@ -30,7 +30,7 @@ import numbers
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +42,7 @@ from tqdm.auto import tqdm
 
 from kitae.buffer import (
     Experience,
-    PrioritizedReplayBuffer,
+    PrioritizedSampling,
     ReplayBuffer,
     RolloutBuffer,
     make_replay_buffer,
@@ -57,7 +57,9 @@ from kitae.config import (
     warn_unread_update_fields,
 )
 from kitae.envs.jax_env import is_jax_env
+from kitae.frame_replay import check_frame_stacks, frame_stack_from_config
 from kitae.logger import Logger, learning_rate_metrics
+from kitae.modules.encoders import observation_shapes
 from kitae.modules.train_state import TrainState
 from kitae.schedules import (
     off_policy_min_transitions,
@@ -167,15 +169,30 @@ def as_vector_env(env: gym.Env | gym.vector.VectorEnv) -> gym.vector.VectorEnv:
     raise TypeError(f"env must be a gymnasium Env or VectorEnv, got {type(env).__name__}.")
 
 
-def true_next_observation(next_obs: np.ndarray, infos: dict, ended: np.ndarray) -> np.ndarray:
-    """``next_obs`` with the final observation of the envs whose episode just ended."""
+def true_next_observation(next_obs: Any, infos: dict, ended: np.ndarray) -> Any:
+    """``next_obs`` (an array ``[N, ...]`` or a dict of them, e.g. for a Dict space) with the
+    final observation of the envs whose episode just ended."""
     if not ended.any():
         return next_obs
-    real = np.array(next_obs, copy=True)
+    real = _copy_observation(next_obs)
     final_obs, mask = infos["final_obs"], infos["_final_obs"]
     for i in np.flatnonzero(mask):
-        real[i] = final_obs[i]
+        _set_observation_row(real, i, final_obs[i])
     return real
+
+
+def _copy_observation(obs: Any) -> Any:
+    if isinstance(obs, Mapping):
+        return type(obs)((k, _copy_observation(v)) for k, v in obs.items())
+    return np.array(obs, copy=True)
+
+
+def _set_observation_row(batch: Any, i: int, obs: Any) -> None:
+    if isinstance(batch, Mapping):
+        for k, v in batch.items():
+            _set_observation_row(v, i, obs[k])
+    else:
+        batch[i] = obs
 
 
 class BaseAgent(IAgent):
@@ -462,12 +479,13 @@ class BaseAgent(IAgent):
                 f"env_cfg.n_envs={cfg.n_envs} but the env has {env.num_envs} envs; build the "
                 "config with kitae.config.EnvConfig.from_env(env)."
             )
-        obs_space = env.single_observation_space
-        if getattr(obs_space, "shape", None) != getattr(cfg.observation_space, "shape", None):
+        expected = observation_shapes(cfg.observation_space)
+        found = observation_shapes(env.single_observation_space)
+        if found != expected:
             raise ValueError(
-                f"env_cfg.observation_space has shape {cfg.observation_space.shape} but the env's "
-                f"observations have shape {obs_space.shape}; the networks were built for the "
-                "former: rebuild the agent with the env's spaces."
+                f"env_cfg.observation_space has shape {expected} but the env's observations have "
+                f"shape {found}; the networks were built for the former: rebuild the agent with "
+                "the env's spaces."
             )
         if env.single_action_space != cfg.action_space:
             raise ValueError(
@@ -777,7 +795,9 @@ class OffPolicyAgent(BaseAgent):
     prioritized replay, in which case ``process_experience_fn`` must return a ``NamedTuple`` with
     a ``weight`` field (filled with the importance weights, ``[B]``, for the update step to weight
     its per-sample losses) and ``update_step_fn``'s info must hold ``"td_error"`` (``[B]``, written
-    back as the new priorities).
+    back as the new priorities). Frame-stacked observations are stored one frame per step
+    (``update_cfg.frame_stack_replay``, see :mod:`kitae.frame_replay`); the sampled transitions
+    are the same.
     """
 
     algo_type = "off_policy"
@@ -799,6 +819,7 @@ class OffPolicyAgent(BaseAgent):
             return buffer.add_batch(buffer_state, experience, valid)
 
         self._add_staged = jax.jit(add_staged, donate_argnums=0)
+        self._end_episodes = jax.jit(buffer.end_episodes, donate_argnums=0)
         self._ticks = 0
 
     @functools.cached_property
@@ -898,6 +919,14 @@ class OffPolicyAgent(BaseAgent):
         self.buffer_state = self._add_staged(self.buffer_state, storage, count)
         # The staging storage is reused: make sure the copy into the buffer is done.
         jax.block_until_ready(self.buffer_state)
+        check_frame_stacks(self.buffer_state)
+
+    def on_env_reset(self) -> None:
+        """Stores the staged transitions of the previous env, then ends its episodes in the
+        replay buffer (see ``end_episodes``): nothing stored continues into the new ones."""
+        self.flush()
+        if self.buffer_state is not None:
+            self.buffer_state = self._end_episodes(self.buffer_state)
 
     def store_transition(self, experience: Experience) -> None:
         """Stages one vector step (leaves ``[N, ...]``) for the replay buffer, without updating."""
@@ -924,7 +953,9 @@ def replay_buffer_from_config(config: AlgoConfig, n_updates: int) -> ReplayBuffe
 
     Reads ``update_cfg.max_buffer_size`` and, when ``algo_params`` has them, ``prioritized``,
     ``priority_exponent`` (alpha), ``importance_exponent`` (beta at the start, annealed to 1 over
-    the run's ``n_updates * update_cfg.n_epochs`` gradient steps) and ``priority_eps``.
+    the run's ``n_updates * update_cfg.n_epochs`` gradient steps) and ``priority_eps``, and
+    ``update_cfg.frame_stack_replay`` / ``frame_stack_axis`` (see
+    :func:`kitae.frame_replay.frame_stack_from_config`).
     """
     p = config.algo_params
     return make_replay_buffer(
@@ -935,6 +966,7 @@ def replay_buffer_from_config(config: AlgoConfig, n_updates: int) -> ReplayBuffe
         beta_start=getattr(p, "importance_exponent", 0.4),
         beta_steps=max(n_updates * config.update_cfg.n_epochs, 1),
         eps=getattr(p, "priority_eps", 1e-6),
+        frame_stack=frame_stack_from_config(config),
     )
 
 
@@ -968,7 +1000,7 @@ def make_off_policy_update(
     ``info["td_error"]`` is written back as priorities. ``buffer_state`` comes back unchanged for
     a uniform buffer (jit it with ``donate_argnums=1`` so nothing is copied).
     """
-    prioritized = isinstance(buffer, PrioritizedReplayBuffer)
+    prioritized = isinstance(buffer, PrioritizedSampling)
     length = sequence_length or 1
 
     def update(state, buffer_state, key):

@@ -6,7 +6,10 @@
   pytree, so it can live inside a jitted training program and be updated in place when its state
   is donated (``jax.jit(..., donate_argnums=...)``). It samples single transitions or windows of
   consecutive transitions of one env (``sample_sequences``, for n-step returns);
-  :class:`PrioritizedReplayBuffer` adds proportional prioritized sampling with importance weights.
+  :class:`PrioritizedReplayBuffer` adds proportional prioritized sampling with importance weights
+  (the :class:`PrioritizedSampling` mixin). For frame-stacked observations,
+  :class:`kitae.frame_replay.FrameStackReplayBuffer` is the same buffer storing each frame once
+  (``make_replay_buffer(..., frame_stack=...)``).
 * :class:`RolloutBuffer` is a host-side (numpy) preallocated ``[T, N, ...]`` buffer that the
   gymnasium loop fills one vector step at a time: the on-policy rollout, and the staging area the
   off-policy loop flushes into the replay buffer in one call.
@@ -209,6 +212,46 @@ class ReplayBuffer:
         times = (slots[:, None] + jnp.arange(length)[None, :]) % self.slots_per_env
         return jax.tree.map(lambda x: x[times, envs[:, None]], state.data)
 
+    def end_episodes(self, state: ReplayBufferState, envs: jax.Array | None = None):
+        """Marks the newest stored transition of each env in ``envs`` (``bool[N]``, default all)
+        ``truncated`` unless it is ``done``: the env's episode was cut there (e.g. the loop moved
+        to another env), so n-step windows stop at it. A no-op without ``done`` / ``truncated``
+        fields."""
+        data = state.data
+        if getattr(data, "done", None) is None or getattr(data, "truncated", None) is None:
+            return state
+        cut = jnp.ones((self.n_envs,), bool) if envs is None else envs
+        index = jnp.arange(self.n_envs)
+        newest = (state.position - 1) % self.slots_per_env
+        cut = cut & (state.size > 0) & ~data.done[newest, index].astype(bool)
+        truncated = data.truncated.at[newest, index].set(data.truncated[newest, index] | cut)
+        return state.replace(data=data._replace(truncated=truncated))
+
+    def saved_example(self, saved: dict[str, Any], experience_type: type) -> Any:
+        """The ``example`` that :meth:`init` takes, rebuilt from a saved state (the state dict
+        of a checkpoint): ``jax.ShapeDtypeStruct`` leaves ``[N, ...]``.
+
+        Raises:
+            ValueError: if the saved state stores other fields than ``experience_type``.
+        """
+        fields = set(experience_type._fields)
+        data = saved.get("data") or {}
+        if "frames" in saved or set(data) != fields:
+            kind = "frames once (frame-stack replay)" if "frames" in saved else "whole observations"
+            raise ValueError(
+                f"the checkpoint's replay buffer stores {kind} with the fields {sorted(data)}; "
+                f"this agent's stores whole observations with {sorted(fields)} (see "
+                "update_cfg.frame_stack_replay)."
+            )
+        return experience_type(
+            **{
+                k: jax.tree.map(  # a dict for dict observations
+                    lambda x: jax.ShapeDtypeStruct(np.shape(x)[1:], np.asarray(x).dtype), v
+                )
+                for k, v in data.items()
+            }
+        )
+
     def sample(self, state: ReplayBufferState, key: jax.Array, batch_size: int) -> Any:
         """Samples ``batch_size`` transitions (leaves ``[batch_size, ...]``) uniformly."""
         slots, envs = self.sample_indices(state, key, batch_size)
@@ -240,8 +283,74 @@ class PrioritizedReplayBufferState(ReplayBufferState):
     updates: jax.Array = None
 
 
+class PrioritizedSampling:
+    """Proportional prioritized sampling over the slots a buffer's ``_start_mask`` allows.
+
+    A mixin of the prioritized buffers (:class:`PrioritizedReplayBuffer`, and
+    :class:`~kitae.frame_replay.PrioritizedFrameStackReplayBuffer`): they declare the fields
+    ``alpha``, ``beta_start``, ``beta_steps`` and ``eps``, their states the fields
+    ``priorities`` (``float32[T, N]``), ``max_priority`` and ``updates``, and they define
+    ``_start_mask``. The loops recognise a prioritized buffer by this class.
+    """
+
+    alpha: float
+    beta_start: float
+    beta_steps: int
+    eps: float
+    n_envs: int
+    _start_mask: Callable[[Any, int], jax.Array]
+    """``(state, length) -> bool[T, N]``: the slots that may be drawn (the buffer's own)."""
+
+    def beta(self, state: Any) -> jax.Array:
+        """The importance-sampling exponent now: ``beta_start`` -> 1 over ``beta_steps``."""
+        progress = jnp.minimum(state.updates / max(self.beta_steps, 1), 1.0)
+        return self.beta_start + (1.0 - self.beta_start) * progress
+
+    def sample_indices(
+        self, state: Any, key: jax.Array, batch_size: int, length: int = 1
+    ) -> tuple[jax.Array, jax.Array]:
+        """Draws ``batch_size`` start positions with probability proportional to priority.
+
+        Returns:
+            ``(slots, envs)``, both ``int32[batch_size]``.
+        """
+        mass = jnp.where(self._start_mask(state, length), state.priorities, 0.0).reshape(-1)
+        flat = sample_proportional(mass, key, batch_size)
+        return flat // self.n_envs, flat % self.n_envs
+
+    def importance_weights(
+        self, state: Any, slots: jax.Array, envs: jax.Array, length: int = 1
+    ) -> jax.Array:
+        """``float32[B]`` importance weights of sampled positions, normalised so the largest
+        possible weight is 1: ``(p_min / p_i)^beta``."""
+        mask = self._start_mask(state, length)
+        p_min = jnp.min(jnp.where(mask & (state.priorities > 0), state.priorities, jnp.inf))
+        p_min = jnp.where(jnp.isfinite(p_min), p_min, 1.0)  # nothing sampleable yet
+        p = jnp.maximum(state.priorities[slots, envs], p_min)
+        return (p_min / p) ** self.beta(state)
+
+    def update_priorities(
+        self, state: Any, slots: jax.Array, envs: jax.Array, td_errors: jax.Array
+    ) -> Any:
+        """Writes priorities ``(|td_errors| + eps)^alpha`` at ``(slots, envs)``.
+
+        Args:
+            state: the buffer state.
+            slots: ``int32[B]``.
+            envs: ``int32[B]``.
+            td_errors: ``[B]``, e.g. the TD errors of the sampled transitions.
+        """
+        chex.assert_equal_shape([slots, envs, td_errors])
+        new = (jnp.abs(jax.lax.stop_gradient(td_errors)) + self.eps) ** self.alpha
+        return state.replace(
+            priorities=state.priorities.at[slots, envs].set(new.astype(jnp.float32)),
+            max_priority=jnp.maximum(state.max_priority, new.max()),
+            updates=state.updates + 1,
+        )
+
+
 @struct.dataclass
-class PrioritizedReplayBuffer(ReplayBuffer):
+class PrioritizedReplayBuffer(PrioritizedSampling, ReplayBuffer):
     """Proportional prioritized replay over vectorized envs, as pure functions.
 
     Transition ``i`` is drawn with probability ``P(i) = p_i^alpha / sum_k p_k^alpha``; new
@@ -291,65 +400,6 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         rank = jnp.arange(t_max)[:, None] - oldest[None, :]  # in (-T, 2T): wrap without a modulo
         rank = jnp.where(rank < 0, rank + t_max, jnp.where(rank >= t_max, rank - t_max, rank))
         return rank < self.valid_starts(state, length)[None, :]
-
-    def beta(self, state: PrioritizedReplayBufferState) -> jax.Array:
-        """The importance-sampling exponent now: ``beta_start`` -> 1 over ``beta_steps``."""
-        progress = jnp.minimum(state.updates / max(self.beta_steps, 1), 1.0)
-        return self.beta_start + (1.0 - self.beta_start) * progress
-
-    def sample_indices(
-        self,
-        state: PrioritizedReplayBufferState,
-        key: jax.Array,
-        batch_size: int,
-        length: int = 1,
-    ) -> tuple[jax.Array, jax.Array]:
-        """Draws ``batch_size`` start positions with probability proportional to priority.
-
-        Returns:
-            ``(slots, envs)``, both ``int32[batch_size]``.
-        """
-        mass = jnp.where(self._start_mask(state, length), state.priorities, 0.0).reshape(-1)
-        flat = sample_proportional(mass, key, batch_size)
-        return flat // self.n_envs, flat % self.n_envs
-
-    def importance_weights(
-        self,
-        state: PrioritizedReplayBufferState,
-        slots: jax.Array,
-        envs: jax.Array,
-        length: int = 1,
-    ) -> jax.Array:
-        """``float32[B]`` importance weights of sampled positions, normalised so the largest
-        possible weight is 1: ``(p_min / p_i)^beta``."""
-        mask = self._start_mask(state, length)
-        p_min = jnp.min(jnp.where(mask & (state.priorities > 0), state.priorities, jnp.inf))
-        p_min = jnp.where(jnp.isfinite(p_min), p_min, 1.0)  # nothing sampleable yet
-        p = jnp.maximum(state.priorities[slots, envs], p_min)
-        return (p_min / p) ** self.beta(state)
-
-    def update_priorities(
-        self,
-        state: PrioritizedReplayBufferState,
-        slots: jax.Array,
-        envs: jax.Array,
-        td_errors: jax.Array,
-    ) -> PrioritizedReplayBufferState:
-        """Writes priorities ``(|td_errors| + eps)^alpha`` at ``(slots, envs)``.
-
-        Args:
-            state: the buffer state.
-            slots: ``int32[B]``.
-            envs: ``int32[B]``.
-            td_errors: ``[B]``, e.g. the TD errors of the sampled transitions.
-        """
-        chex.assert_equal_shape([slots, envs, td_errors])
-        new = (jnp.abs(jax.lax.stop_gradient(td_errors)) + self.eps) ** self.alpha
-        return state.replace(
-            priorities=state.priorities.at[slots, envs].set(new.astype(jnp.float32)),
-            max_priority=jnp.maximum(state.max_priority, new.max()),
-            updates=state.updates + 1,
-        )
 
 
 STRATIFIED_DEPTH = 10
@@ -441,10 +491,16 @@ def make_replay_buffer(
     beta_start: float = 0.4,
     beta_steps: int = 1,
     eps: float = 1e-6,
+    frame_stack: tuple[int, int] | None = None,
 ) -> ReplayBuffer:
     """Builds a uniform :class:`ReplayBuffer` holding ``capacity`` transitions from ``n_envs``
     envs, or with ``prioritized`` a :class:`PrioritizedReplayBuffer` (``alpha``, ``beta_start``,
     ``beta_steps``, ``eps`` as documented there).
+
+    With ``frame_stack = (n_frames, axis)``, observations are stacks of ``n_frames`` frames along
+    ``axis`` of one observation, and the buffer is a
+    :class:`~kitae.frame_replay.FrameStackReplayBuffer` (or its prioritized variant) that stores
+    each frame once.
 
     Raises:
         ValueError: if ``capacity < n_envs`` (fewer than one slot per env) or a prioritized
@@ -457,22 +513,24 @@ def make_replay_buffer(
             f"max_buffer_size={capacity} is smaller than n_envs={n_envs}: the buffer needs at "
             "least one slot per env; raise max_buffer_size."
         )
+    if prioritized:
+        if not alpha >= 0.0:
+            raise ValueError(f"priority_exponent (alpha)={alpha!r} is invalid: it must be >= 0.")
+        if not 0.0 <= beta_start <= 1.0:
+            raise ValueError(f"importance_exponent (beta)={beta_start!r} must be in [0, 1].")
+        if not eps > 0.0:
+            raise ValueError(f"priority eps={eps!r} is invalid: it must be > 0.")
+    priority = {"alpha": alpha, "beta_start": beta_start, "beta_steps": beta_steps, "eps": eps}
+    if frame_stack is not None:
+        from kitae.frame_replay import make_frame_stack_replay_buffer
+
+        n_frames, axis = frame_stack
+        return make_frame_stack_replay_buffer(
+            capacity, n_envs, n_frames, axis, prioritized=prioritized, **priority
+        )
     if not prioritized:
         return ReplayBuffer(capacity=capacity, n_envs=n_envs)
-    if not alpha >= 0.0:
-        raise ValueError(f"priority_exponent (alpha)={alpha!r} is invalid: it must be >= 0.")
-    if not 0.0 <= beta_start <= 1.0:
-        raise ValueError(f"importance_exponent (beta)={beta_start!r} must be in [0, 1].")
-    if not eps > 0.0:
-        raise ValueError(f"priority eps={eps!r} is invalid: it must be > 0.")
-    return PrioritizedReplayBuffer(
-        capacity=capacity,
-        n_envs=n_envs,
-        alpha=alpha,
-        beta_start=beta_start,
-        beta_steps=beta_steps,
-        eps=eps,
-    )
+    return PrioritizedReplayBuffer(capacity=capacity, n_envs=n_envs, **priority)
 
 
 class RolloutBuffer:

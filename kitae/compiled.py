@@ -37,9 +37,11 @@ from kitae.base import (
     replay_buffer_from_config,
     sequence_length_from_config,
 )
-from kitae.buffer import Experience, PrioritizedReplayBuffer
+from kitae.buffer import Experience, PrioritizedSampling
 from kitae.config import AlgoConfig, validate_config
 from kitae.envs.jax_env import JaxEnv, make_jax_env
+from kitae.frame_replay import check_frame_stacks
+from kitae.modules.encoders import observation_shapes
 from kitae.modules.optimizer import set_learning_rate
 from kitae.modules.train_state import TrainState
 from kitae.schedules import off_policy_min_transitions, off_policy_update_count
@@ -122,10 +124,12 @@ def check_compiled_config(config: AlgoConfig, env: JaxEnv) -> None:
     """Checks ``config`` against a JAX env (spaces); raises ``ValueError`` naming the field."""
     validate_config(config)
     obs_space, act_space = env.observation_space, env.action_space
-    if tuple(config.env_cfg.observation_space.shape) != tuple(obs_space.shape):
+    expected = observation_shapes(config.env_cfg.observation_space)
+    found = observation_shapes(obs_space)
+    if expected != found:
         raise ValueError(
-            f"env_cfg.observation_space has shape {config.env_cfg.observation_space.shape} but "
-            f"the env's observations have shape {obs_space.shape}; build the config from the env."
+            f"env_cfg.observation_space has shape {expected} but the env's observations have "
+            f"shape {found}; build the config from the env."
         )
     if type(config.env_cfg.action_space) is not type(act_space) or (
         isinstance(act_space, gym.spaces.Discrete) and config.env_cfg.action_space.n != act_space.n
@@ -394,7 +398,7 @@ class CompiledTrain:
             due = steps // self.skip_steps - (steps - self.n_envs) // self.skip_steps
             due = jnp.where(steps >= self.first_update_step, due, 0)
 
-            prioritized = isinstance(self.buffer, PrioritizedReplayBuffer)
+            prioritized = isinstance(self.buffer, PrioritizedSampling)
             buffer_state = runner.buffer_state
 
             def priorities_of(state):
@@ -774,6 +778,7 @@ def train_agent_compiled(
     for _ in range(trainer.n_chunks):
         runner, metrics = run_chunk(runner)
         row = jax.device_get(metrics)
+        check_frame_stacks(runner.buffer_state)
         episodes += int(row.n_episodes)
         updates += int(row.n_updates)
         step = int(row.env_steps)

@@ -40,6 +40,24 @@ class AlgoParams:
 
 
 @dataclass
+class EncoderParams:
+    """The observation-encoder field shared by the built-in agents' params (a mixin).
+
+    Every built-in train-state factory resolves it with
+    :func:`kitae.modules.encoders.network_encoder` against ``env_cfg.observation_space``.
+    The field is keyword-only: params classes keep their positional fields.
+
+    Attributes:
+        encoder: ``"auto"`` (chosen from the observation space: the Nature CNN for 84x84 frame
+            stacks, the MinAtar CNN for 10x10xC grids, one encoder per key of a Dict space,
+            ``"flatten"`` otherwise), ``"flatten"``, ``"nature_cnn"``, ``"minatar_cnn"`` or
+            ``"impala"`` (see :func:`kitae.modules.encoders.encoder_spec`).
+    """
+
+    encoder: str = field(default="auto", kw_only=True)
+
+
+@dataclass
 class UpdateConfig:
     """How the agent's networks are updated.
 
@@ -61,6 +79,12 @@ class UpdateConfig:
         n_epochs: off-policy: gradient steps per update, each on a fresh sample; on-policy:
             passes over the rollout per update.
         shared_encoder: share the torso between policy and value heads (actor-critic agents).
+        frame_stack_replay: off-policy: store frame-stacked observations one frame per step
+            (:mod:`kitae.frame_replay`): ``True``, ``False``, or ``"auto"`` when the observation
+            space looks like a stack of images (see
+            :func:`kitae.frame_replay.frame_stack_from_config`).
+        frame_stack_axis: the axis of one observation that stacks its frames, newest last (0 for
+            gymnasium's ``FrameStackObservation``).
     """
 
     learning_rate: float = 3e-4
@@ -70,6 +94,8 @@ class UpdateConfig:
     batch_size: int = 64
     n_epochs: int = 1
     shared_encoder: bool = False
+    frame_stack_replay: bool | str = "auto"
+    frame_stack_axis: int = 0
 
 
 @dataclass
@@ -326,8 +352,8 @@ def validate_config(config: AlgoConfig) -> None:
 
     Checks sizes and rates of ``update_cfg`` / ``train_cfg`` / ``env_cfg``, the usual fields of
     ``algo_params`` when present (``gamma``, ``skip_steps``, ``start_step``, ``exploration``,
-    and any field ending in ``_lambda`` or ``coef``), then calls ``algo_params.validate(config)``
-    when the params define it.
+    ``encoder``'s name, and any field ending in ``_lambda`` or ``coef``), then calls
+    ``algo_params.validate(config)`` when the params define it.
     """
     if not isinstance(config, AlgoConfig):
         raise TypeError(f"config must be a kitae.config.AlgoConfig, got {type(config).__name__}.")
@@ -374,6 +400,11 @@ def validate_config(config: AlgoConfig) -> None:
         _check_unit_interval("algo_params.exploration", values["exploration"])
     if "skip_steps" in values:
         check_int("algo_params.skip_steps", values["skip_steps"], 1)
+    if "encoder" in values:
+        from kitae.modules.encoders import ENCODER_NAMES
+
+        if values["encoder"] not in ENCODER_NAMES:
+            _fail("algo_params.encoder", values["encoder"], f"use one of {list(ENCODER_NAMES)}.")
     if "start_step" in values:
         check_int(
             "algo_params.start_step (use -1 to start as soon as possible)", values["start_step"], -1

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from kitae.envs.make import make_vec_env
+from kitae.envs.make import build_env, make_vec_env
 
 
 def evaluate(
@@ -36,7 +36,8 @@ def evaluate(
 
     Args:
         agent: any agent with ``select_action(observations) -> (actions, log_probs)``.
-        env_id: a registered gymnasium id.
+        env_id: a registered gymnasium id; built as an evaluation env (``training=False``: an
+            Atari game's returns are game scores, see :mod:`kitae.envs.atari`).
         n_episodes: number of episodes.
         seed: seed of the first episode.
         greedy: use ``select_action`` rather than ``explore``.
@@ -47,7 +48,7 @@ def evaluate(
     Returns:
         ``float64[n_episodes]`` undiscounted returns.
     """
-    env = make_vec_env(env_id, n_episodes, **env_kwargs)
+    env = make_vec_env(env_id, n_episodes, training=False, **env_kwargs)
     act = agent.select_action if greedy else agent.explore
     preserved = getattr(agent, "preserved_keys", contextlib.nullcontext)
     bar = tqdm(total=n_episodes, unit="episode", desc="eval", disable=not progress_bar)
@@ -169,7 +170,7 @@ def record_video(
     video_dir = Path(video_dir)
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # pygame renderers need no sound device
     try:
-        env = gym.make(env_id, render_mode="rgb_array")
+        env = build_env(env_id, training=False, render_mode="rgb_array")
     except (TypeError, gym.error.Error) as err:
         raise ValueError(f"{env_id} cannot render rgb_array frames for a video: {err}") from err
     try:  # one frame first, so that a renderer that cannot work fails before any video
@@ -201,7 +202,8 @@ def record_video(
                 obs, _ = env.reset(seed=seed + i)
                 actor_state = None if init_actor_state is None else init_actor_state(1)
                 for _ in range(max_steps):
-                    actions, actor_state = act(np.asarray(obs)[None], actor_state)
+                    batch = jax.tree.map(lambda x: np.asarray(x)[None], obs)
+                    actions, actor_state = act(batch, actor_state)
                     action = np.asarray(to_env(np.asarray(actions)))[0]
                     obs, _, terminated, truncated, _ = env.step(action)
                     if terminated or truncated:
@@ -211,9 +213,10 @@ def record_video(
     return sorted(set(video_dir.glob("*.mp4")) - before)
 
 
-def greedy_single_env_actor(agent: Any) -> Callable[[np.ndarray, Any], tuple[Any, Any]]:
+def greedy_single_env_actor(agent: Any) -> Callable[[Any, Any], tuple[Any, Any]]:
     """``act(observations, actor_state) -> (actions, actor_state)``: the agent's greedy action on
-    a batch ``observations [N, ...]``, for a host loop that owns the acting state.
+    a batch ``observations [N, ...]`` (or a dict of them), for a host loop that owns the acting
+    state.
 
     An agent with an acting state (``init_actor_state``, e.g. a recurrent core) acts through its
     ``act_fn(greedy=True)`` from the given ``actor_state`` (start each episode from
@@ -222,7 +225,7 @@ def greedy_single_env_actor(agent: Any) -> Callable[[np.ndarray, Any], tuple[Any
     """
     if getattr(agent, "init_actor_state", None) is None:
 
-        def act_stateless(observations: np.ndarray, actor_state: Any) -> tuple[Any, Any]:
+        def act_stateless(observations: Any, actor_state: Any) -> tuple[Any, Any]:
             actions, _ = agent.select_action(observations)
             return actions, actor_state
 
@@ -230,7 +233,7 @@ def greedy_single_env_actor(agent: Any) -> Callable[[np.ndarray, Any], tuple[Any
     greedy = agent.act_fn(greedy=True)
     hyperparams = dict(getattr(agent, "hyperparams", {}) or {})
 
-    def act(observations: np.ndarray, actor_state: Any) -> tuple[Any, Any]:
+    def act(observations: Any, actor_state: Any) -> tuple[Any, Any]:
         actions, _, actor_state = greedy(
             agent.acting_state,
             agent.interact_keys(observations),

@@ -351,6 +351,23 @@ def test_replay_add_batch_rejects_more_steps_than_slots():
         buffer.add_batch(state, stacked_steps(range(4), 2))
 
 
+def test_end_episodes_marks_the_newest_transition_truncated_unless_it_is_done():
+    buffer = make_replay_buffer(12, 3)  # T = 4
+    with_flags = lambda step: vector_step(step, 3)._replace(truncated=np.zeros(3, bool))  # noqa: E731
+    state = buffer.init(with_flags(0))
+    unchanged = buffer.end_episodes(state)  # nothing stored yet
+    assert not np.asarray(unchanged.data.truncated).any()
+    for step in range(5):  # the newest transitions (step 4) wrap around to slot 0
+        state = jit_add(buffer, state, with_flags(step), None)
+    # step 4: envs 0 and 2 are done; env 2 is not asked for
+    state = buffer.end_episodes(state, jnp.array([True, True, False]))
+    expected = np.zeros((4, 3), bool)
+    expected[0, 1] = True
+    np.testing.assert_array_equal(np.asarray(state.data.truncated), expected)
+    plain = fill(buffer, 2)  # transitions without a truncated field: nothing to mark
+    assert buffer.end_episodes(plain).data.truncated is None
+
+
 # ---- RolloutBuffer -----------------------------------------------------------------------------
 
 

@@ -417,13 +417,23 @@ def test_built_in_agents_read_every_update_field_they_are_given(name, env_id):
         batch_size=32,
         n_epochs=2,
         shared_encoder=name == "PPO",
+        frame_stack_replay="auto" if name in ON_POLICY else False,
+        frame_stack_axis=0 if name in ON_POLICY else 1,
     )
     assert all(getattr(config.update_cfg, f.name) != f.default for f in fields_set_for(name))
     assert unread_warnings(lambda: agent_cls("overrides", config)) == []
 
 
+ON_POLICY = ("PPO", "AlphaZero")
+"""The agents without a replay buffer (the frame_stack_* fields are the replay's)."""
+
+
 def fields_set_for(name: str) -> list[dataclasses.Field]:
     """The UpdateConfig fields the overrides above move away from their defaults."""
+    replay = ("frame_stack_replay", "frame_stack_axis")
     return [
-        f for f in dataclasses.fields(UpdateConfig) if f.name != "shared_encoder" or name == "PPO"
+        f
+        for f in dataclasses.fields(UpdateConfig)
+        if (f.name != "shared_encoder" or name == "PPO")
+        and (f.name not in replay or name not in ON_POLICY)
     ]

@@ -289,12 +289,25 @@ def test_spaces_are_gymnasium_spaces(cartpole):
 
 
 def test_unsupported_space_raises():
-    class DictSpaceEnv(CounterEnv):
+    class TupleSpaceEnv(CounterEnv):
         def observation_space(self, params):
-            return gymnax_spaces.Dict({"a": gymnax_spaces.Discrete(2)})
+            return gymnax_spaces.Tuple([gymnax_spaces.Discrete(2)])
 
     with pytest.raises(ValueError, match="unsupported"):
-        _ = JaxEnv(DictSpaceEnv()).observation_space
+        _ = JaxEnv(TupleSpaceEnv()).observation_space
+
+
+def test_dict_spaces_convert_key_by_key():
+    class DictSpaceEnv(CounterEnv):
+        def observation_space(self, params):
+            return gymnax_spaces.Dict(
+                {"n": gymnax_spaces.Discrete(2), "x": gymnax_spaces.Box(0.0, 1.0, (3,))}
+            )
+
+    space = JaxEnv(DictSpaceEnv()).observation_space
+    assert space == gym.spaces.Dict(
+        {"n": gym.spaces.Discrete(2), "x": gym.spaces.Box(0.0, 1.0, (3,), np.float32)}
+    )
 
 
 def test_is_jax_env(cartpole):

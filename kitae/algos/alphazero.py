@@ -37,7 +37,8 @@ from kitae import compiled
 from kitae.algos.ppo import total_gradient_steps
 from kitae.base import OnPolicyAgent
 from kitae.buffer import Experience
-from kitae.config import AlgoConfig, AlgoParams, UpdateConfig, check_int_param
+from kitae.config import AlgoConfig, AlgoParams, EncoderParams, UpdateConfig, check_int_param
+from kitae.modules.encoders import FLATTEN, Encoder, EncoderSpec, network_encoder
 from kitae.modules.modules import MLP, init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.train_state import TrainState
@@ -57,7 +58,7 @@ VALUE_HEADS = ("scalar", "categorical")
 
 
 @dataclass
-class AlphaZeroParams(AlgoParams):
+class AlphaZeroParams(AlgoParams, EncoderParams):
     """AlphaZero hyperparameters.
 
     Attributes:
@@ -85,8 +86,9 @@ class AlphaZeroParams(AlgoParams):
         max_num_considered_actions: Gumbel: root actions kept by sequential halving.
         policy_coef: weight of the policy loss.
         value_coef: weight of the value loss.
-        hidden_sizes: shared torso widths.
+        hidden_sizes: shared torso widths (an MLP on the encoder's features).
         activation: torso activation.
+        encoder: observation encoder (keyword-only, see :class:`~kitae.config.EncoderParams`).
     """
 
     num_simulations: int = 16
@@ -170,7 +172,8 @@ class AlphaZeroParams(AlgoParams):
 
 
 class AlphaZeroNetwork(nn.Module):
-    """Shared MLP torso with a policy head (``A`` logits) and a value head.
+    """Shared torso (observation encoder and MLP) with a policy head (``A`` logits) and a value
+    head.
 
     Attributes:
         n_actions: number of actions ``A``.
@@ -178,6 +181,7 @@ class AlphaZeroNetwork(nn.Module):
         hidden_sizes: torso widths.
         activation: torso activation.
         preprocess_fn: applied to the observations first.
+        encoder: the observation encoder (see :mod:`kitae.modules.encoders`).
     """
 
     n_actions: int
@@ -185,13 +189,15 @@ class AlphaZeroNetwork(nn.Module):
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "relu"
     preprocess_fn: Callable | None = None
+    encoder: EncoderSpec = FLATTEN
 
     @nn.compact
-    def __call__(self, observations: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(self, observations: Any) -> tuple[jax.Array, jax.Array]:
         """``observations [B, ...] -> (logits [B, A], value [B] or value logits [B, K])``."""
         if self.preprocess_fn is not None:
             observations = self.preprocess_fn(observations)
-        x = MLP(tuple(self.hidden_sizes), self.activation)(observations)
+        x = Encoder(self.encoder)(observations)
+        x = MLP(tuple(self.hidden_sizes), self.activation)(x)
         logits = nn.Dense(self.n_actions)(x)
         value = nn.Dense(self.value_size)(x)
         return logits, value[:, 0] if self.value_size == 1 else value
@@ -232,7 +238,7 @@ class AlphaZeroBatch(NamedTuple):
         target: value targets ``[B]``.
     """
 
-    observation: jax.Array
+    observation: Any
     search_policy: jax.Array
     target: jax.Array
 
@@ -263,8 +269,9 @@ def train_state_alphazero_factory(
         hidden_sizes=tuple(p.hidden_sizes),
         activation=p.activation,
         preprocess_fn=preprocess_fn,
+        encoder=network_encoder(config, preprocess_fn),
     )
-    params = init_params(key, network, [config.env_cfg.observation_space.shape], tabulate)
+    params = init_params(key, network, [config.env_cfg.observation_space], tabulate)
     return TrainState.create(
         apply_fn=network.apply,
         params=params,

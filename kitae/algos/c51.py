@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +70,7 @@ class C51Batch(NamedTuple):
         weight: per-sample loss weights ``[B]``.
     """
 
-    observation: jax.Array
+    observation: Any
     action: jax.Array
     reward: jax.Array
     discount: jax.Array
@@ -88,8 +88,8 @@ def train_state_c51_factory(
     """The categorical Q-network's TrainState (logits ``[B, A, n_atoms]``)."""
     p: C51Params = config.algo_params
     network = build_q_network(config, categorical_qvalue_factory, preprocess_fn, n_atoms=p.n_atoms)
-    shapes = [config.env_cfg.observation_space.shape]
-    return q_network_train_state(key, config, network, shapes, tabulate)
+    inputs = [config.env_cfg.observation_space]
+    return q_network_train_state(key, config, network, inputs, tabulate)
 
 
 def explore_factory(config: AlgoConfig) -> Callable:

@@ -25,8 +25,16 @@ import jax.numpy as jnp
 
 from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
-from kitae.config import AlgoConfig, AlgoParams, UpdateConfig, check_int_param, check_tau
+from kitae.config import (
+    AlgoConfig,
+    AlgoParams,
+    EncoderParams,
+    UpdateConfig,
+    check_int_param,
+    check_tau,
+)
 from kitae.loss import loss_huber, loss_mean_squared_error
+from kitae.modules.encoders import network_encoder
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.qvalue import qvalue_factory
@@ -39,7 +47,7 @@ LOSSES = {"huber": loss_huber, "mse": loss_mean_squared_error}
 
 
 @dataclass
-class QLearningParams(AlgoParams):
+class QLearningParams(AlgoParams, EncoderParams):
     """Hyperparameters shared by the Q-learning agents (DQN, C51, QR-DQN, IQN).
 
     The defaults, with ``DQN.default_update_cfg`` and 4 envs, are kitae's CartPole-v1 setting,
@@ -65,8 +73,9 @@ class QLearningParams(AlgoParams):
         skip_steps: transitions between two updates (each of ``update_cfg.n_epochs``
             gradient steps).
         start_step: transitions collected before the first update (-1: as soon as a batch fits).
-        hidden_sizes: Q-network torso.
+        hidden_sizes: Q-network torso (an MLP on the encoder's features).
         activation: torso activation.
+        encoder: observation encoder (keyword-only, see :class:`~kitae.config.EncoderParams`).
     """
 
     gamma: float = 0.99
@@ -163,7 +172,7 @@ class DQNBatch(NamedTuple):
         weight: per-sample loss weights ``[B]`` (prioritized replay's importance weights).
     """
 
-    observation: jax.Array
+    observation: Any
     action: jax.Array
     target: jax.Array
     weight: jax.Array
@@ -180,11 +189,11 @@ class BootstrapTransition(NamedTuple):
         next_observation: the observation bootstrapped from.
     """
 
-    observation: jax.Array
+    observation: Any
     action: jax.Array
     reward: jax.Array
     discount: jax.Array
-    next_observation: jax.Array
+    next_observation: Any
 
 
 def bootstrap_transition(experience: Experience, gamma: float) -> BootstrapTransition:
@@ -262,12 +271,13 @@ def q_network_train_state(
     key: jax.Array,
     config: AlgoConfig,
     network: nn.Module,
-    input_shapes: Sequence[Sequence[int]],
+    inputs: Sequence[gym.Space | Sequence[int]],
     tabulate: bool = False,
 ) -> TrainState:
-    """A TrainState for a Q-network: ``target_params`` start equal to ``params``; Adam over the
-    run's gradient steps (:func:`~kitae.schedules.off_policy_gradient_steps`)."""
-    params = init_params(key, network, input_shapes, tabulate)
+    """A TrainState for a Q-network initialised on ``inputs`` (see
+    :func:`~kitae.modules.modules.init_params`): ``target_params`` start equal to ``params``;
+    Adam over the run's gradient steps (:func:`~kitae.schedules.off_policy_gradient_steps`)."""
+    params = init_params(key, network, inputs, tabulate)
     return TrainState.create(
         apply_fn=network.apply,
         params=params,
@@ -283,7 +293,8 @@ def build_q_network(
     **head_kwargs: Any,
 ) -> nn.Module:
     """A Q-network from ``network_factory(observation_space, action_space, hidden_sizes=...,
-    activation=..., dueling=..., preprocess_fn=..., **head_kwargs)`` with the shared params."""
+    activation=..., dueling=..., preprocess_fn=..., encoder=..., **head_kwargs)`` with the shared
+    params; the encoder is :func:`~kitae.modules.encoders.network_encoder`'s."""
     p: QLearningParams = config.algo_params
     return network_factory(
         config.env_cfg.observation_space,
@@ -292,6 +303,7 @@ def build_q_network(
         activation=p.activation,
         dueling=p.dueling,
         preprocess_fn=preprocess_fn,
+        encoder=network_encoder(config, preprocess_fn),
         **head_kwargs,
     )
 
@@ -305,8 +317,7 @@ def train_state_dqn_factory(
 ) -> TrainState:
     """The Q-network's TrainState; ``target_params`` start equal to ``params``."""
     qvalue = build_q_network(config, qvalue_factory, preprocess_fn)
-    shapes = [config.env_cfg.observation_space.shape]
-    return q_network_train_state(key, config, qvalue, shapes, tabulate)
+    return q_network_train_state(key, config, qvalue, [config.env_cfg.observation_space], tabulate)
 
 
 def epsilon_greedy(

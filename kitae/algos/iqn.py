@@ -92,8 +92,8 @@ def train_state_iqn_factory(
         n_cosines=p.n_cosines,
         head_hidden_sizes=p.head_hidden_sizes,
     )
-    shapes = [config.env_cfg.observation_space.shape, (p.n_quantile_samples,)]
-    return q_network_train_state(key, config, network, shapes, tabulate)
+    inputs = [config.env_cfg.observation_space, (p.n_quantile_samples,)]
+    return q_network_train_state(key, config, network, inputs, tabulate)
 
 
 def sampled_q_values(

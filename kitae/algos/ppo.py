@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import gymnasium as gym
 import jax
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from kitae.base import OnPolicyAgent
 from kitae.buffer import Experience
-from kitae.config import AlgoConfig, AlgoParams, UpdateConfig
+from kitae.config import AlgoConfig, AlgoParams, EncoderParams, UpdateConfig
 from kitae.loss import loss_policy_ppo, loss_value_clip
 from kitae.modules.distributions import (
     ActionBounds,
@@ -36,6 +36,7 @@ from kitae.modules.distributions import (
     squashed_gaussian,
     squashed_log_prob,
 )
+from kitae.modules.encoders import network_encoder
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.policy import action_distribution, actor_critic_factory
@@ -46,7 +47,7 @@ from kitae.types import Params
 
 
 @dataclass
-class PPOParams(AlgoParams):
+class PPOParams(AlgoParams, EncoderParams):
     """PPO hyperparameters.
 
     Defaults follow the CleanRL / PureJaxRL classic-control setting (gamma 0.99, lambda 0.95,
@@ -61,7 +62,7 @@ class PPOParams(AlgoParams):
         value_coef: weight of the value loss.
         value_clip_eps: clip value predictions around their rollout values (``None``: off).
         normalize_advantages: standardise advantages within each minibatch.
-        hidden_sizes: torso widths.
+        hidden_sizes: torso widths (an MLP on the encoder's features).
         activation: torso activation.
         state_dependent_std: continuous actions: predict the log-std from the observation.
         log_std_init: continuous actions: initial log-std.
@@ -69,6 +70,8 @@ class PPOParams(AlgoParams):
             (stores pre-squash samples, log-probabilities of the squashed actions, entropy
             estimated from one sample); ``False``: a Gaussian clipped to the bounds by the env
             step.
+        encoder: observation encoder (keyword-only, see :class:`~kitae.config.EncoderParams`);
+            each torso has its own unless ``update_cfg.shared_encoder``.
     """
 
     gamma: float = 0.99
@@ -111,7 +114,7 @@ class PPOParams(AlgoParams):
 class PPOBatch(NamedTuple):
     """A processed PPO batch (leaves ``[B, ...]``)."""
 
-    observation: jax.Array
+    observation: Any
     action: jax.Array
     log_prob: jax.Array
     value: jax.Array
@@ -153,8 +156,9 @@ def train_state_ppo_factory(
         state_dependent_std=p.state_dependent_std,
         log_std_init=p.log_std_init,
         preprocess_fn=preprocess_fn,
+        encoder=network_encoder(config, preprocess_fn),
     )
-    params = init_params(key, network, [config.env_cfg.observation_space.shape], tabulate)
+    params = init_params(key, network, [config.env_cfg.observation_space], tabulate)
     return TrainState.create(
         apply_fn=network.apply,
         params=params,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -67,7 +67,7 @@ class QuantileBatch(NamedTuple):
         weight: per-sample loss weights ``[B]``.
     """
 
-    observation: jax.Array
+    observation: Any
     action: jax.Array
     reward: jax.Array
     discount: jax.Array
@@ -103,8 +103,8 @@ def train_state_qrdqn_factory(
     network = build_q_network(
         config, quantile_qvalue_factory, preprocess_fn, n_quantiles=p.n_quantiles
     )
-    shapes = [config.env_cfg.observation_space.shape]
-    return q_network_train_state(key, config, network, shapes, tabulate)
+    inputs = [config.env_cfg.observation_space]
+    return q_network_train_state(key, config, network, inputs, tabulate)
 
 
 def explore_factory(config: AlgoConfig) -> Callable:

@@ -42,6 +42,7 @@ from kitae.algos.dqn import (
 from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, UpdateConfig, check_int_param
+from kitae.modules.encoders import dummy_observation
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.recurrent import (
     CELLS,
@@ -143,12 +144,12 @@ class R2D2Batch(NamedTuple):
         weight: ``[B]`` importance weights (ones without prioritized replay).
     """
 
-    observation: jax.Array
+    observation: Any
     action: jax.Array
     reward: jax.Array
     terminated: jax.Array
     truncated: jax.Array
-    next_observation: jax.Array
+    next_observation: Any
     core_state: jax.Array
     weight: jax.Array
 
@@ -172,7 +173,7 @@ def train_state_r2d2_factory(
 ) -> TrainState:
     """The recurrent Q-network's TrainState; ``target_params`` start equal to ``params``."""
     network = build_recurrent_q_network(config, preprocess_fn)
-    observations = jnp.zeros((1, 1, *config.env_cfg.observation_space.shape), jnp.float32)
+    observations = dummy_observation(config.env_cfg.observation_space, (1, 1))
     inputs = (observations, jnp.zeros((1, 1), bool), network.initial_state(1), observations)
     if tabulate:
         print(network.tabulate(key, *inputs, console_kwargs={"width": 120}))
@@ -201,9 +202,9 @@ def explore_factory(config: AlgoConfig) -> Callable:
         core_state: jax.Array,
         exploration: float | jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        observations = jnp.asarray(observations)
-        resets = jnp.zeros((1, observations.shape[0]), bool)
-        out = state.apply_fn(state.params, observations[None], resets, jnp.asarray(core_state))
+        observations = jax.tree.map(lambda x: jnp.asarray(x)[None], observations)
+        resets = jnp.zeros(jax.tree.leaves(observations)[0].shape[:2], bool)
+        out = state.apply_fn(state.params, observations, resets, jnp.asarray(core_state))
         actions, log_probs = epsilon_greedy(key, out.q[0], exploration)
         return actions, log_probs, out.states[0]
 
@@ -324,20 +325,23 @@ def r2d2_sequence_losses(
             ``td_lambda``, ``value_rescaling``, ``priority_mix``, ``loss``).
     """
     time_major = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
-    observations = time_major(batch.observation)
-    next_observations = time_major(batch.next_observation)
+    observations = jax.tree.map(time_major, batch.observation)
+    next_observations = jax.tree.map(time_major, batch.next_observation)
     terminated, truncated = time_major(batch.terminated), time_major(batch.truncated)
     ended = terminated | truncated
     resets = jnp.concatenate([jnp.zeros_like(ended[:1]), ended[:-1]], axis=0)
     burn = p.burn_in
 
+    head = lambda tree: jax.tree.map(lambda x: x[:burn], tree)  # noqa: E731
+    tail = lambda tree: jax.tree.map(lambda x: x[burn:], tree)  # noqa: E731
+
     def unroll(net_params: Params):
         state = batch.core_state
         if burn > 0:
-            warm = apply_fn(net_params, observations[:burn], resets[:burn], state)
+            warm = apply_fn(net_params, head(observations), resets[:burn], state)
             state = jax.lax.stop_gradient(warm.states[-1])
         return apply_fn(
-            net_params, observations[burn:], resets[burn:], state, next_observations[burn:]
+            net_params, tail(observations), resets[burn:], state, tail(next_observations)
         )
 
     online = unroll(params)
@@ -481,7 +485,7 @@ class R2D2(OffPolicyAgent):
         return actions, log_probs
 
     def select_action(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
-        n = int(np.shape(observation)[0])
+        n = int(np.shape(jax.tree.leaves(observation)[0])[0])
         core = self._eval_core_state
         if core is None or core.shape[0] != n:
             core = np.asarray(self.init_actor_state(n))

@@ -17,7 +17,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import distrax
@@ -28,7 +28,14 @@ import numpy as np
 
 from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
-from kitae.config import AlgoConfig, AlgoParams, UpdateConfig, check_int_param, check_tau
+from kitae.config import (
+    AlgoConfig,
+    AlgoParams,
+    EncoderParams,
+    UpdateConfig,
+    check_int_param,
+    check_tau,
+)
 from kitae.loss import loss_mean_squared_error
 from kitae.modules.actor import GaussianActor, LinearHeadActor
 from kitae.modules.critic import critics_factory
@@ -40,6 +47,7 @@ from kitae.modules.distributions import (
     squashed_log_prob,
     squashed_mode,
 )
+from kitae.modules.encoders import network_encoder
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.train_state import AgentState, TrainState
@@ -49,7 +57,7 @@ from kitae.types import Params
 
 
 @dataclass
-class SACParams(AlgoParams):
+class SACParams(AlgoParams, EncoderParams):
     """SAC hyperparameters.
 
     The defaults, with ``SAC.default_update_cfg`` (learning rate 1e-3 for actor, critics and
@@ -74,8 +82,11 @@ class SACParams(AlgoParams):
             steps).
         start_step: transitions collected before the first update (-1: as soon as a batch fits).
         random_warmup: act uniformly at random until ``start_step``.
-        hidden_sizes: actor and critic torsos.
+        hidden_sizes: actor and critic torsos (MLPs on the encoder's features; a continuous
+            critic's MLP reads the features and the action).
         activation: torso activation.
+        encoder: observation encoder (keyword-only, see :class:`~kitae.config.EncoderParams`);
+            the actor and each critic have their own.
     """
 
     gamma: float = 0.99
@@ -133,7 +144,7 @@ class SACBatch(NamedTuple):
     """A processed batch: observations ``[B, ...]``, actions ``[B, A]`` (or ``[B]``), soft TD
     targets ``[B]``."""
 
-    observation: jax.Array
+    observation: Any
     action: jax.Array
     target: jax.Array
 
@@ -227,24 +238,26 @@ def train_state_sac_factory(
     """Actor, critics (target params equal to the params at first) and temperature."""
     p: SACParams = config.algo_params
     space = config.env_cfg.action_space
-    obs_shape = config.env_cfg.observation_space.shape
+    obs_space = config.env_cfg.observation_space
     hidden = tuple(p.hidden_sizes)
+    encoder = network_encoder(config, preprocess_fn)
     critic = critics_factory(
         space,
         p.n_critics,
         hidden_sizes=hidden,
         activation=p.activation,
         preprocess_fn=preprocess_fn,
+        encoder=encoder,
     )
     k_actor, k_critic = jax.random.split(key)
     if is_discrete(config):
-        actor = LinearHeadActor(int(space.n), hidden, p.activation, preprocess_fn)
-        critic_inputs = [obs_shape]
+        actor = LinearHeadActor(int(space.n), hidden, p.activation, preprocess_fn, encoder)
+        critic_inputs = [obs_space]
     else:
         bounds = action_bounds(space, "SAC")
-        actor = GaussianActor(len(bounds.low), hidden, p.activation, preprocess_fn)
-        critic_inputs = [obs_shape, bounds.low.shape]
-    actor_params = init_params(k_actor, actor, [obs_shape], tabulate)
+        actor = GaussianActor(len(bounds.low), hidden, p.activation, preprocess_fn, encoder)
+        critic_inputs = [obs_space, bounds.low.shape]
+    actor_params = init_params(k_actor, actor, [obs_space], tabulate)
     critic_params = init_params(k_critic, critic, critic_inputs, tabulate)
     tx = make_optimizer(config.update_cfg, off_policy_gradient_steps(config))
     return SACState(

@@ -16,7 +16,7 @@ import math
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -24,7 +24,14 @@ import jax.numpy as jnp
 
 from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
-from kitae.config import AlgoConfig, AlgoParams, UpdateConfig, check_int_param, check_tau
+from kitae.config import (
+    AlgoConfig,
+    AlgoParams,
+    EncoderParams,
+    UpdateConfig,
+    check_int_param,
+    check_tau,
+)
 from kitae.loss import loss_mean_squared_error
 from kitae.modules.actor import LinearHeadActor
 from kitae.modules.critic import critics_factory
@@ -34,6 +41,7 @@ from kitae.modules.distributions import (
     clip_to_bounds,
     squash_to_bounds,
 )
+from kitae.modules.encoders import network_encoder
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.train_state import AgentState, TrainState
@@ -43,7 +51,7 @@ from kitae.types import Params
 
 
 @dataclass
-class TD3Params(AlgoParams):
+class TD3Params(AlgoParams, EncoderParams):
     """TD3 hyperparameters.
 
     The defaults, with ``TD3.default_update_cfg`` (learning rate 1e-3, batch 256, 200k replay)
@@ -67,8 +75,11 @@ class TD3Params(AlgoParams):
             steps).
         start_step: transitions collected before the first update (-1: as soon as a batch fits).
         random_warmup: act uniformly at random within the bounds until ``start_step``.
-        hidden_sizes: actor and critic torsos.
+        hidden_sizes: actor and critic torsos (MLPs on the encoder's features; a continuous
+            critic's MLP reads the features and the action).
         activation: torso activation.
+        encoder: observation encoder (keyword-only, see :class:`~kitae.config.EncoderParams`);
+            the actor and each critic have their own.
     """
 
     gamma: float = 0.98
@@ -125,7 +136,7 @@ class TD3State(AgentState):
 class TD3Batch(NamedTuple):
     """A processed batch: observations ``[B, ...]``, actions ``[B, A]``, TD targets ``[B]``."""
 
-    observation: jax.Array
+    observation: Any
     action: jax.Array
     target: jax.Array
 
@@ -194,19 +205,22 @@ def train_state_td3_factory(
     """Actor and critics with their targets (equal to the params at first)."""
     p: TD3Params = config.algo_params
     space = config.env_cfg.action_space
-    obs_shape = config.env_cfg.observation_space.shape
+    obs_space = config.env_cfg.observation_space
     bounds = action_bounds(space, "TD3")
-    actor = LinearHeadActor(len(bounds.low), tuple(p.hidden_sizes), p.activation, preprocess_fn)
+    encoder = network_encoder(config, preprocess_fn)
+    hidden = tuple(p.hidden_sizes)
+    actor = LinearHeadActor(len(bounds.low), hidden, p.activation, preprocess_fn, encoder)
     critic = critics_factory(
         space,
         p.n_critics,
-        hidden_sizes=p.hidden_sizes,
+        hidden_sizes=hidden,
         activation=p.activation,
         preprocess_fn=preprocess_fn,
+        encoder=encoder,
     )
     k_actor, k_critic = jax.random.split(key)
-    actor_params = init_params(k_actor, actor, [obs_shape], tabulate)
-    critic_params = init_params(k_critic, critic, [obs_shape, bounds.low.shape], tabulate)
+    actor_params = init_params(k_actor, actor, [obs_space], tabulate)
+    critic_params = init_params(k_critic, critic, [obs_space, bounds.low.shape], tabulate)
     n_steps = off_policy_gradient_steps(config)
     return TD3State(
         actor=TrainState.create(

@@ -17,7 +17,8 @@ Layout of a run directory (``<run_dir>/<run_name>`` of an agent built with ``run
         params.msgpack         the params of every TrainState: all that acting needs
         state.msgpack          the agent state: params, target params, optimizer states, steps
         loop.msgpack           PRNG keys and key pool, episode statistics, unfinished rollout
-        buffer.msgpack         the gymnasium loop's replay buffer (optional)
+        buffer.msgpack         the gymnasium loop's replay buffer (optional; a frame-stack
+                               buffer, kitae.frame_replay, holds each frame once)
         runner.msgpack         the compiled loop's carry: env states, observations, loop key,
                                counters, traced hyperparameters
         runner_buffer.msgpack  the compiled loop's replay buffer (optional)
@@ -30,6 +31,10 @@ removed by the next save.
 Modules: :mod:`kitae.checkpoint.store` (the format on disk, atomic writes, finding and reading
 checkpoints), :mod:`kitae.checkpoint.saving` (what a checkpoint of an agent or of a vmapped
 compiled run holds) and :mod:`kitae.checkpoint.restoring` (restoring, resuming, inference).
+
+A checkpoint restores into an agent whose config equals the saved one, except for the loop's
+settings (:data:`LOOP_FIELDS`) and for config fields added to kitae after the checkpoint was
+written, when they hold their defaults.
 
 Resume semantics: the compiled path (JAX envs) saves its whole carry, so a resumed run continues
 bit-identically. A gymnasium env cannot be saved: a resumed gymnasium run continues the agent

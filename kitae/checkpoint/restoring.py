@@ -4,6 +4,7 @@ parameters for inference."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -44,10 +45,36 @@ def _check_agent_class(cls: type, meta: dict[str, Any], checkpoint: Path) -> Non
         )
 
 
+def _added_at_default(saved: dict[str, Any], config: AlgoConfig, name: str) -> bool:
+    """Whether the dotted field ``name`` is absent from the saved config (JSON form) and holds
+    its default in ``config``: a field that kitae gained after the checkpoint was written."""
+    *parents, leaf = name.split(".")
+    node, obj = saved, config
+    for part in parents:
+        node = node.get("fields", {}).get(part) if isinstance(node, dict) else None
+        obj = getattr(obj, part, None)
+    if not isinstance(node, dict) or leaf in node.get("fields", {leaf: None}):
+        return False
+    if not dataclasses.is_dataclass(obj):
+        return False
+    field = {f.name: f for f in dataclasses.fields(obj)}.get(leaf)
+    if field is None:
+        return False
+    if field.default is not dataclasses.MISSING:
+        default = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        default = field.default_factory()
+    else:
+        return False
+    return bool(getattr(obj, leaf) == default)
+
+
 def _check_config(config: AlgoConfig, checkpoint: Path) -> None:
     saved = _read_json(checkpoint / "config.json")
     differences = [
-        d for d in config_differences(saved, config_to_json(config)) if d[0] not in LOOP_FIELDS
+        d
+        for d in config_differences(saved, config_to_json(config))
+        if d[0] not in LOOP_FIELDS and not _added_at_default(saved, config, d[0])
     ]
     if differences:
         listed = "; ".join(f"{name}: checkpoint {a}, agent {b}" for name, a, b in differences[:5])
@@ -62,19 +89,9 @@ def _check_config(config: AlgoConfig, checkpoint: Path) -> None:
 
 
 def _restore_buffer(agent: OffPolicyAgent, raw: dict[str, Any]) -> Any:
-    fields = set(agent.experience_type._fields)
-    data = raw.get("data") or {}
-    if set(data) != fields:
-        raise ValueError(
-            f"the checkpoint's replay buffer stores the fields {sorted(data)}; this agent stores "
-            f"{sorted(fields)}."
-        )
-    example = agent.experience_type(
-        **{
-            k: None if v is None else jax.ShapeDtypeStruct(np.shape(v)[1:], np.asarray(v).dtype)
-            for k, v in data.items()
-        }
-    )
+    """The replay buffer state saved in ``raw``, checked against the agent's buffer (the kind of
+    buffer, its fields, shapes and dtypes)."""
+    example = agent.replay_buffer.saved_example(raw, agent.experience_type)
     template = jax.eval_shape(agent.replay_buffer.init, example)
     return _to_device(_restore_tree(template, raw, "replay buffer"))
 

@@ -65,11 +65,14 @@ class RunOptions:
     """Options of one run that are not part of the agent's config.
 
     Attributes:
-        env: env id: a gymnasium id such as CartPole-v1, or a gymnax id written as
-            gymnax:<id> (gymnax:CartPole-v1), or bare when gymnasium does not know it
-            (Catch-bsuite), or a PettingZoo parallel env written as pettingzoo:<module>
-            (pettingzoo:mpe2.simple_spread_v3, whose parallel_env() is called). gymnax envs
-            train on the compiled path, PettingZoo envs with kitae.multiagent.
+        env: env id: a gymnasium id such as CartPole-v1 (ALE/<Game>-v5 Atari ids get the
+            standard DQN preprocessing, see kitae.envs.atari), or a gymnax id written as
+            gymnax:<id> (gymnax:CartPole-v1, gymnax:Breakout-MinAtar), or bare when gymnasium
+            does not know it (Catch-bsuite), or brax:<name>[:<backend>] (brax:halfcheetah) or
+            playground:<name> (playground:CartpoleBalance), or a PettingZoo parallel env written
+            as pettingzoo:<module> (pettingzoo:mpe2.simple_spread_v3, whose parallel_env() is
+            called). gymnax, Brax and Playground envs train on the compiled path, PettingZoo
+            envs with kitae.multiagent.
         seed: the run's one seed (params, exploration, minibatches, env resets).
         n_envs: vectorized envs (default: the agent's own).
         run_name: name of the run directory <runs_dir>/<run_name> (default:
@@ -346,13 +349,18 @@ def normalize_spec(spec: Any) -> Any:
 
 
 def gymnax_id(env_id: str) -> str | None:
-    """The gymnax id that ``env_id`` names, or ``None`` for a gymnasium id.
+    """The JAX-native env id that ``env_id`` names (for
+    :func:`~kitae.envs.jax_env.make_jax_env`), or ``None`` for a gymnasium id.
 
     ``gymnax:<id>`` always names gymnax; a bare id names gymnax only when gymnasium does not
-    register it and gymnax does.
+    register it and gymnax does; ``brax:<name>`` and ``playground:<name>`` ids name themselves.
     """
     if env_id.startswith(GYMNAX_PREFIX):
         return env_id[len(GYMNAX_PREFIX) :]
+    from kitae.envs.brax import is_brax_id
+
+    if is_brax_id(env_id):
+        return env_id
     import gymnasium as gym
 
     if env_id in gym.registry:
@@ -404,6 +412,10 @@ def make_env(env_id: str, n_envs: int) -> Any:
         return make_jax_env(jax_id)
     import gymnasium as gym
 
+    from kitae.envs.atari import is_atari_id, register_atari_envs
+
+    if is_atari_id(env_id):
+        register_atari_envs()
     if env_id not in gym.registry:
         raise ValueError(
             f"env={env_id!r} is not a registered gymnasium env (nor a gymnax one): check the id, "

@@ -1,4 +1,5 @@
-"""JAX-native environments (gymnax) behind one small pure interface.
+"""JAX-native environments (gymnax; Brax and MuJoCo Playground through the subclass in
+:mod:`kitae.envs.brax`) behind one small pure interface.
 
 :class:`JaxEnv` exposes ``reset(key) -> (obs, state)`` and
 ``step(key, state, action) -> JaxStep`` for a single env (vmap it for many). ``step`` resets
@@ -45,7 +46,9 @@ class JaxStep(NamedTuple):
 
 
 def _to_gym_space(space: Any) -> gym.Space:
-    """Converts a gymnax Discrete/Box space to its gymnasium counterpart."""
+    """Converts a gymnax Discrete/Box/Dict space to its gymnasium counterpart."""
+    if isinstance(getattr(space, "spaces", None), dict):
+        return gym.spaces.Dict({k: _to_gym_space(s) for k, s in space.spaces.items()})
     if hasattr(space, "n") and not hasattr(space, "low"):
         return gym.spaces.Discrete(int(space.n))
     if hasattr(space, "low") and hasattr(space, "high"):
@@ -53,7 +56,7 @@ def _to_gym_space(space: Any) -> gym.Space:
         low = np.broadcast_to(np.asarray(space.low, np.float32), shape)
         high = np.broadcast_to(np.asarray(space.high, np.float32), shape)
         return gym.spaces.Box(low, high, shape, np.float32)
-    raise ValueError(f"unsupported JAX env space {space!r}: use Discrete or Box spaces.")
+    raise ValueError(f"unsupported JAX env space {space!r}: use Discrete, Box or Dict spaces.")
 
 
 class JaxEnv:
@@ -92,9 +95,13 @@ class JaxEnv:
         del state
         return observation
 
+    def reset_env(self, key: jax.Array) -> tuple[Any, Any]:
+        """The raw ``(observation, state)`` of a fresh episode (before :meth:`observe`)."""
+        return self.env.reset_env(key, self.params)
+
     def reset(self, key: jax.Array) -> tuple[Any, Any]:
         """``(observation, state)`` of a fresh episode."""
-        observation, state = self.env.reset_env(key, self.params)
+        observation, state = self.reset_env(key)
         return self.observe(observation, state), state
 
     def transition(
@@ -130,7 +137,7 @@ class JaxEnv:
             key_step, state, action
         )
         ended = terminated | truncated
-        reset_obs, reset_state = self.env.reset_env(key_reset, self.params)
+        reset_obs, reset_state = self.reset_env(key_reset)
         state_out = jax.tree.map(lambda r, s: jax.lax.select(ended, r, s), reset_state, next_state)
         obs_out = jax.tree.map(lambda r, s: jax.lax.select(ended, r, s), reset_obs, next_obs)
         return JaxStep(
@@ -165,13 +172,22 @@ def _without_time_limit(params: Any) -> Any:
 
 
 def make_jax_env(env: str | Any, params: Any = None) -> JaxEnv:
-    """A :class:`JaxEnv` from a gymnax id (e.g. ``"CartPole-v1"``), a gymnax env or a JaxEnv.
+    """A :class:`JaxEnv` from a gymnax id (e.g. ``"CartPole-v1"``), a Brax or Playground id
+    (``"brax:halfcheetah"``, ``"playground:CartpoleBalance"``, see :mod:`kitae.envs.brax`), a
+    gymnax env or a JaxEnv.
 
     Raises:
-        ImportError: if gymnax is needed and not installed (``pip install 'kitae[jax-envs]'``).
+        ImportError: if gymnax (``pip install 'kitae[jax-envs]'``) or the Brax / Playground
+            library is needed and not installed.
     """
     if isinstance(env, JaxEnv):
         return env
+    if isinstance(env, str) and env.startswith(("brax:", "playground:")):
+        from kitae.envs.brax import make_brax_env
+
+        if params is not None:
+            raise ValueError("params are for gymnax envs: build a BraxEnv for other options.")
+        return make_brax_env(env)
     if isinstance(env, str):
         try:
             import gymnax

@@ -3,6 +3,13 @@
 kitae's loop needs ``AutoresetMode.SAME_STEP``: when an episode ends, ``step`` returns the first
 observation of the next episode and puts the true final observation in
 ``infos["final_obs"]``, so every returned step is a valid transition.
+
+Ids of the ``ALE/`` namespace (Atari) get the standard DQN preprocessing of
+:mod:`kitae.envs.atari`, in its training form (clipped rewards, life-loss terminals) or, with
+``training=False``, its evaluation form (game scores); ``preprocessing=False`` opts out (the
+plain ``gymnasium.make`` env), and the preprocessing's options (``noop_max``, ``frame_skip``,
+``screen_size``, ``stack_size``, ``repeat_action_probability``, ``terminal_on_life_loss``,
+``clip_rewards``) pass through ``**env_kwargs``.
 """
 
 from __future__ import annotations
@@ -14,13 +21,38 @@ from typing import Any
 
 import gymnasium as gym
 
-VECTORIZATION_MODES = ("sync", "async")
+from kitae.envs.atari import is_atari_id, make_ale_vec_env, make_atari_env, register_atari_envs
+
+VECTORIZATION_MODES = ("sync", "async", "ale")
+"""``"ale"``: ALE's own C++ vector env, for ``ALE/`` ids with preprocessing only."""
+
+
+def build_env(
+    env_id: str, *, training: bool = True, preprocessing: bool = True, **env_kwargs: Any
+) -> gym.Env:
+    """One env of ``env_id``: an ``ALE/`` game with :func:`kitae.envs.atari.make_atari_env`'s
+    preprocessing (unless ``preprocessing=False``), any other id with ``gymnasium.make``.
+
+    Args:
+        env_id: a registered gymnasium id, or an ``ALE/`` id (registered here).
+        training: the learner's env rather than an evaluation env (Atari: reward clipping and
+            life-loss terminals).
+        preprocessing: apply the id's standard preprocessing (Atari).
+        **env_kwargs: passed to ``gymnasium.make`` (and the Atari preprocessing options).
+    """
+    if is_atari_id(env_id):
+        if preprocessing:
+            return make_atari_env(env_id, training=training, **env_kwargs)
+        register_atari_envs()
+    return gym.make(env_id, **env_kwargs)
 
 
 def make_env(
     env_id: str,
     idx: int = 0,
     *,
+    training: bool = True,
+    preprocessing: bool = True,
     capture_video: bool = False,
     run_name: str | None = None,
     video_dir: str | Path = "videos",
@@ -32,12 +64,14 @@ def make_env(
     Args:
         env_id: a registered gymnasium id.
         idx: index of the env in its vector env.
+        training: see :func:`build_env`.
+        preprocessing: see :func:`build_env`.
         capture_video: wrap env 0 in ``gymnasium.wrappers.RecordVideo`` (needs ``moviepy``,
             the ``kitae[video]`` extra), writing to ``video_dir/run_name``.
         run_name: names the video folder.
         video_dir: parent folder of the videos.
         wrappers: applied in order to every env.
-        **env_kwargs: passed to ``gymnasium.make``.
+        **env_kwargs: passed to :func:`build_env`.
     """
 
     kwargs = dict(env_kwargs)
@@ -45,7 +79,7 @@ def make_env(
         kwargs["render_mode"] = "rgb_array"
 
     def thunk() -> gym.Env:
-        env = gym.make(env_id, **kwargs)
+        env = build_env(env_id, training=training, preprocessing=preprocessing, **kwargs)
         for wrapper in wrappers:
             env = wrapper(env)
         if capture_video and idx == 0:
@@ -62,6 +96,8 @@ def make_vec_env(
     capture_video: bool = False,
     run_name: str | None = None,
     *,
+    training: bool = True,
+    preprocessing: bool = True,
     vectorization: str = "sync",
     wrappers: Sequence[Callable[[gym.Env], gym.Env]] = (),
     video_dir: str | Path = "videos",
@@ -75,15 +111,19 @@ def make_vec_env(
         n_envs: number of envs.
         capture_video: record videos of env 0 (see :func:`make_env`).
         run_name: names the video folder.
-        vectorization: ``"sync"`` (one process, best for cheap envs) or ``"async"`` (one
-            subprocess per env).
+        training: the learner's env rather than an evaluation env (see :func:`build_env`).
+        preprocessing: apply the id's standard preprocessing (``ALE/`` ids).
+        vectorization: ``"sync"`` (one process, best for cheap envs), ``"async"`` (one
+            subprocess per env) or, for preprocessed ``ALE/`` ids, ``"ale"`` (ALE's
+            multithreaded vector env, :func:`kitae.envs.atari.make_ale_vec_env`).
         wrappers: gymnasium wrappers applied to every env.
         video_dir: parent folder of the videos.
         context: multiprocessing start method of the async workers.
-        **env_kwargs: passed to ``gymnasium.make``.
+        **env_kwargs: passed to :func:`build_env` (``gymnasium.make`` and the Atari options).
 
     Raises:
-        ValueError: for ``n_envs < 1`` or an unknown ``vectorization``.
+        ValueError: for ``n_envs < 1``, an unknown ``vectorization``, or ``"ale"`` for another
+            id, without preprocessing or with wrappers or video.
     """
     if isinstance(n_envs, bool) or not isinstance(n_envs, numbers.Integral) or n_envs < 1:
         raise ValueError(f"n_envs={n_envs!r} is invalid: it must be an integer >= 1.")
@@ -91,6 +131,13 @@ def make_vec_env(
         raise ValueError(
             f"vectorization={vectorization!r} is invalid: use one of {VECTORIZATION_MODES}."
         )
+    if vectorization == "ale":
+        if not (is_atari_id(env_id) and preprocessing) or wrappers or capture_video:
+            raise ValueError(
+                f"vectorization='ale' is for preprocessed ALE/ ids without wrappers or video "
+                f"(env_id={env_id!r}): use 'sync' or 'async'."
+            )
+        return make_ale_vec_env(env_id, n_envs, training=training, **env_kwargs)
     if capture_video:
         try:
             import moviepy  # noqa: F401
@@ -102,6 +149,8 @@ def make_vec_env(
         make_env(
             env_id,
             i,
+            training=training,
+            preprocessing=preprocessing,
             capture_video=capture_video,
             run_name=run_name,
             video_dir=video_dir,

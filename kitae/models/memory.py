@@ -23,6 +23,11 @@ Conventions:
 * The next state of step ``t`` is the state of step ``t + 1`` when that step belongs to the same
   episode. After a termination it is the state of ``t`` shifted by one with a zero frame on top
   (it is never bootstrapped from, ``done = 1``).
+
+Which frames a stack shows and whether they are all still held are decided by
+:mod:`kitae.frame_stack`, the rules the agents' frame-stack replay buffer
+(:class:`kitae.frame_replay.FrameStackReplayBuffer`) follows too: every slot records whether it
+starts an episode, and a stack keeps the frames after the last episode start in its window.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from kitae.config import check_int
+from kitae.frame_stack import in_episode, padding_sources, stack_is_held
 
 
 class MemoryBatch(NamedTuple):
@@ -99,10 +105,8 @@ class FrameStackMemory:
         self.actions = np.zeros(self.capacity, np.int64)
         self.rewards = np.zeros(self.capacity, np.float32)
         self.dones = np.zeros(self.capacity, bool)
-        # global time of the first step of each held step's episode
-        self.episode_starts = np.zeros(self.capacity, np.int64)
+        self.first = np.zeros(self.capacity, bool)  # the slot's step starts an episode
         self.n_added = 0
-        self._episode_start = 0
         self._new_episode = True
 
     # ---- writing ------------------------------------------------------------------------
@@ -124,19 +128,14 @@ class FrameStackMemory:
                 f"obs has shape {obs.shape}, but the memory stores observations of shape "
                 f"{self.obs_shape}."
             )
-        t = self.n_added
-        if self._new_episode:
-            self._episode_start = t
-            self._new_episode = False
-        slot = t % self.capacity
+        slot = self.n_added % self.capacity
         self.states[slot] = obs.reshape(self.obs_shape)
         self.actions[slot] = int(action)
         self.rewards[slot] = float(reward)
         self.dones[slot] = bool(done)
-        self.episode_starts[slot] = self._episode_start
-        self.n_added = t + 1
-        if done:
-            self._new_episode = True
+        self.first[slot] = self._new_episode
+        self.n_added += 1
+        self._new_episode = bool(done)
 
     def new_episode(self) -> None:
         """Ends the current episode without termination: the next step starts a new one.
@@ -150,7 +149,6 @@ class FrameStackMemory:
     def clear(self) -> None:
         """Forgets every stored step (the arrays are kept)."""
         self.n_added = 0
-        self._episode_start = 0
         self._new_episode = True
 
     def __len__(self) -> int:
@@ -183,20 +181,24 @@ class FrameStackMemory:
         frames = np.zeros((n, self.frame_size), np.float32)
         frames[-1] = obs
         if n > 1 and not self._new_episode:
-            times = np.arange(self.n_added - n + 1, self.n_added)
-            keep = times >= self._episode_start
-            held = self.states[times[keep] % self.capacity]
+            times = np.arange(self.n_added - n + 1, self.n_added + 1)  # obs continues the episode
+            first = np.append(self.first[times[:-1] % self.capacity], False)
+            keep = in_episode(first)[:-1]
+            held = self.states[times[:-1][keep] % self.capacity]
             frames[:-1][keep] = held.reshape(-1, self.frame_size)
         return frames.reshape(-1)
 
     def _sampleable(self, times: np.ndarray) -> np.ndarray:
         """Which global ``times`` (all held) can be sampled: their stacked frames are still held
         and their next step is written, or they terminated their episode."""
-        slots = times % self.capacity
-        first_frame = np.maximum(self.episode_starts[slots], times - self.n_frames + 1)
-        frames_held = first_frame >= self.oldest
-        next_known = (times + 1 < self.n_added) | self.dones[slots]
+        keep = in_episode(self.first[self._window(times) % self.capacity])
+        frames_held = stack_is_held(keep, times - self.oldest)
+        next_known = (times + 1 < self.n_added) | self.dones[times % self.capacity]
         return frames_held & next_known
+
+    def _window(self, times: np.ndarray) -> np.ndarray:
+        """``int64[B, n_frames]``: the global times of the stacks of ``times``, oldest first."""
+        return times[:, None] + np.arange(-self.n_frames + 1, 1)[None, :]
 
     def _layout(self) -> tuple[np.ndarray, int, int]:
         """Sampleable times as ``(edge_times, body_start, body_size)``: every time in
@@ -237,26 +239,19 @@ class FrameStackMemory:
             A :class:`MemoryBatch`.
         """
         times = np.asarray(times, np.int64).reshape(-1)
-        n, cap = self.n_frames, self.capacity
+        cap = self.capacity
         slots = times % cap
-        starts = self.episode_starts[slots]  # [B]
         dones = self.dones[slots]
-        next_slots = (times + 1) % cap
-        next_same_episode = (
-            (times + 1 < self.n_added) & ~dones & (self.episode_starts[next_slots] == starts)
-        )
-        offsets = np.arange(-n + 1, 1)
-        frame_times = times[:, None] + offsets[None, :]  # [B, n]
-        in_episode = frame_times >= starts[:, None]
-        states = self._frames(frame_times, in_episode)
-        next_times = frame_times + 1
-        next_in_episode = (next_times >= starts[:, None]) & (
-            (next_times <= times[:, None]) | next_same_episode[:, None]
-        )
-        next_states = self._frames(next_times, next_in_episode)
+        next_same_episode = (times + 1 < self.n_added) & ~dones & ~self.first[(times + 1) % cap]
+        frame_times = self._window(times)  # [B, n]
+        keep = in_episode(self.first[frame_times % cap])
+        states = self._frames(frame_times, keep)
+        # The next stack keeps the frames of the step's episode, and the next frame if it is one.
+        next_keep = np.concatenate([keep[:, 1:], next_same_episode[:, None]], axis=1)
+        next_states = self._frames(frame_times + 1, next_keep)
         valid = dones | next_same_episode
         if self.mask_partial_stacks:
-            valid &= times - starts >= n - 1
+            valid &= keep.all(axis=1)
         return MemoryBatch(
             states,
             self.actions[slots].copy(),
@@ -267,10 +262,12 @@ class FrameStackMemory:
         )
 
     def _frames(self, frame_times: np.ndarray, keep: np.ndarray) -> np.ndarray:
-        """``float32[B, n * frame_size]``: the frames at ``frame_times [B, n]``, zero where not
-        ``keep``."""
-        frames = self.states[frame_times % self.capacity].reshape(*frame_times.shape, -1)
-        frames = np.where(keep[..., None], frames, np.float32(0.0))
+        """``float32[B, n * frame_size]``: the frames at ``frame_times [B, n]``, padded with
+        zeros where not ``keep``."""
+        source, shown = padding_sources(keep, np.zeros_like(keep))
+        times = np.take_along_axis(frame_times, source, axis=-1)
+        frames = self.states[times % self.capacity].reshape(*frame_times.shape, -1)
+        frames = np.where(shown[..., None], frames, np.float32(0.0))
         return frames.reshape(frame_times.shape[0], -1)
 
     def sample_times(

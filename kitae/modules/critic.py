@@ -7,6 +7,7 @@ module, so ``apply`` returns every member's values stacked on a leading axis ``[
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax.linen as nn
 import gymnasium as gym
@@ -14,12 +15,14 @@ import jax
 import jax.numpy as jnp
 
 from kitae.modules.distributions import action_bounds
+from kitae.modules.encoders import FLATTEN, Encoder, EncoderSpec
 from kitae.modules.modules import MLP
 from kitae.modules.qvalue import QValue
 
 
 class ContinuousQ(nn.Module):
-    """``Q(o, a)`` for Box actions: an MLP over the observation and the action, one output.
+    """``Q(o, a)`` for Box actions: an MLP over the encoded observation and the action
+    (``MLP(concat(Encoder(o), a))``), one output.
 
     The action is first mapped from its bounds to ``[-1, 1]``, so the network sees the same
     input scale whatever the env's bounds.
@@ -30,6 +33,7 @@ class ContinuousQ(nn.Module):
         hidden_sizes: torso widths.
         activation: torso activation.
         preprocess_fn: applied to observations first.
+        encoder: the observation encoder (see :mod:`kitae.modules.encoders`).
     """
 
     action_low: Sequence[float]
@@ -37,12 +41,13 @@ class ContinuousQ(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+    encoder: EncoderSpec = FLATTEN
 
     @nn.compact
-    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
-        """``observations [B, ...]``, ``actions [B, A]`` -> ``[B]``."""
+    def __call__(self, observations: Any, actions: jax.Array) -> jax.Array:
+        """``observations [B, ...]`` (or a dict of them), ``actions [B, A]`` -> ``[B]``."""
         x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
-        x = x.reshape((x.shape[0], -1)).astype(jnp.float32)
+        x = Encoder(self.encoder)(x)
         low, high = jnp.asarray(self.action_low), jnp.asarray(self.action_high)
         scaled = (actions.astype(jnp.float32) - (high + low) / 2) / ((high - low) / 2)
         x = MLP(self.hidden_sizes, self.activation)(jnp.concatenate([x, scaled], axis=-1))
@@ -58,9 +63,10 @@ class ContinuousCritics(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+    encoder: EncoderSpec = FLATTEN
 
     @nn.compact
-    def __call__(self, observations: jax.Array, actions: jax.Array) -> jax.Array:
+    def __call__(self, observations: Any, actions: jax.Array) -> jax.Array:
         ensemble = nn.vmap(
             ContinuousQ,
             variable_axes={"params": 0},
@@ -75,6 +81,7 @@ class ContinuousCritics(nn.Module):
             self.hidden_sizes,
             self.activation,
             self.preprocess_fn,
+            self.encoder,
         )(observations, actions)
 
 
@@ -86,9 +93,10 @@ class DiscreteCritics(nn.Module):
     hidden_sizes: Sequence[int] = (256, 256)
     activation: str = "relu"
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+    encoder: EncoderSpec = FLATTEN
 
     @nn.compact
-    def __call__(self, observations: jax.Array) -> jax.Array:
+    def __call__(self, observations: Any) -> jax.Array:
         ensemble = nn.vmap(
             QValue,
             variable_axes={"params": 0},
@@ -98,7 +106,12 @@ class DiscreteCritics(nn.Module):
             axis_size=self.n_critics,
         )
         return ensemble(
-            self.n_actions, self.hidden_sizes, self.activation, False, self.preprocess_fn
+            self.n_actions,
+            self.hidden_sizes,
+            self.activation,
+            False,
+            self.preprocess_fn,
+            self.encoder,
         )(observations)
 
 
@@ -109,16 +122,17 @@ def critics_factory(
     hidden_sizes: Sequence[int] = (256, 256),
     activation: str = "relu",
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+    encoder: EncoderSpec = FLATTEN,
 ) -> ContinuousCritics | DiscreteCritics:
     """Critics for ``action_space``: ``Q(o, a) -> [C, B]`` for a 1-D Box with finite bounds,
-    ``Q(o, .) -> [C, B, K]`` for ``Discrete(K)``.
+    ``Q(o, .) -> [C, B, K]`` for ``Discrete(K)``; each critic has its own ``encoder``.
 
     Raises:
         ValueError: for any other action space, or a Box with infinite bounds.
     """
     if isinstance(action_space, gym.spaces.Discrete):
         return DiscreteCritics(
-            n_critics, int(action_space.n), tuple(hidden_sizes), activation, preprocess_fn
+            n_critics, int(action_space.n), tuple(hidden_sizes), activation, preprocess_fn, encoder
         )
     bounds = action_bounds(action_space, "a Q(o, a) critic")
     return ContinuousCritics(
@@ -128,6 +142,7 @@ def critics_factory(
         tuple(hidden_sizes),
         activation,
         preprocess_fn,
+        encoder,
     )
 
 

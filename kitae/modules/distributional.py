@@ -1,4 +1,5 @@
-"""Distributional Q-networks for discrete actions: C51, QR-DQN and IQN heads on an MLP torso.
+"""Distributional Q-networks for discrete actions: C51, QR-DQN and IQN heads on the observation
+encoder and an MLP torso.
 
 All three put the action axis before the distribution axis: C51 logits are ``[B, A, n_atoms]``,
 QR-DQN and IQN quantile values ``[B, A, N]``. Q-values are
@@ -9,6 +10,7 @@ the quantile networks.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import chex
 import flax.linen as nn
@@ -17,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from kitae.config import check_int
+from kitae.modules.encoders import FLATTEN, Encoder, EncoderSpec, resolve_encoder
 from kitae.modules.modules import MLP, get_activation
 
 
@@ -48,7 +51,8 @@ class ActionDistributionHead(nn.Module):
 
 
 class DistributionQValue(nn.Module):
-    """A Q-network with ``n_outputs`` values per action on an MLP torso: the logits of C51's
+    """A Q-network with ``n_outputs`` values per action on the observation encoder and an MLP
+    torso: the logits of C51's
     categorical distributions on a fixed support, or QR-DQN's quantile values at fixed levels.
 
     See "A Distributional Perspective on Reinforcement Learning", Bellemare et al., 2017, and
@@ -60,7 +64,8 @@ class DistributionQValue(nn.Module):
         hidden_sizes: torso widths.
         activation: torso activation.
         dueling: dueling head (see :class:`ActionDistributionHead`).
-        preprocess_fn: applied to observations before the torso.
+        preprocess_fn: applied to observations before the encoder.
+        encoder: the observation encoder (see :mod:`kitae.modules.encoders`).
     """
 
     n_actions: int
@@ -69,12 +74,13 @@ class DistributionQValue(nn.Module):
     activation: str = "relu"
     dueling: bool = False
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+    encoder: EncoderSpec = FLATTEN
 
     @nn.compact
-    def __call__(self, observations: jax.Array) -> jax.Array:
-        """Args: observations ``[B, ...]``. Returns: ``[B, A, n_outputs]``."""
+    def __call__(self, observations: Any) -> jax.Array:
+        """Args: observations ``[B, ...]`` (or a dict of them). Returns: ``[B, A, n_outputs]``."""
         x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
-        x = MLP(self.hidden_sizes, self.activation)(x)
+        x = MLP(self.hidden_sizes, self.activation)(Encoder(self.encoder)(x))
         return ActionDistributionHead(self.n_actions, self.n_outputs, self.dueling, name="head")(x)
 
 
@@ -119,9 +125,9 @@ class CosineEmbedding(nn.Module):
 class ImplicitQuantileQValue(nn.Module):
     """IQN network: quantile values ``Z_tau(o, a)`` at caller-sampled quantile levels ``tau``.
 
-    The MLP torso gives the state embedding ``psi(o)`` ``[B, d]``; the :class:`CosineEmbedding`
-    gives ``phi(tau)`` ``[B, N, d]``; their Hadamard product goes through ``head_hidden_sizes``
-    and the output layer. The parameters do not depend on ``N``.
+    The observation encoder and the MLP torso give the state embedding ``psi(o)`` ``[B, d]``;
+    the :class:`CosineEmbedding` gives ``phi(tau)`` ``[B, N, d]``; their Hadamard product goes
+    through ``head_hidden_sizes`` and the output layer. The parameters do not depend on ``N``.
     See "Implicit Quantile Networks for Distributional Reinforcement Learning", Dabney et al.,
     2018.
 
@@ -132,7 +138,8 @@ class ImplicitQuantileQValue(nn.Module):
         n_cosines: cosine basis functions of the quantile embedding.
         head_hidden_sizes: hidden layers after the Hadamard product.
         dueling: dueling head (see :class:`ActionDistributionHead`).
-        preprocess_fn: applied to observations before the torso.
+        preprocess_fn: applied to observations before the encoder.
+        encoder: the observation encoder (see :mod:`kitae.modules.encoders`).
     """
 
     n_actions: int
@@ -142,23 +149,24 @@ class ImplicitQuantileQValue(nn.Module):
     head_hidden_sizes: Sequence[int] = (64,)
     dueling: bool = False
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+    encoder: EncoderSpec = FLATTEN
 
     @nn.compact
-    def __call__(self, observations: jax.Array, taus: jax.Array) -> jax.Array:
+    def __call__(self, observations: Any, taus: jax.Array) -> jax.Array:
         """Quantile values at ``taus``.
 
         Args:
-            observations: ``[B, ...]``.
+            observations: ``[B, ...]`` (or a dict of them).
             taus: ``[B, N]`` quantile levels in ``[0, 1]``, one set per observation.
 
         Returns:
             Quantile values ``[B, A, N]``; entry ``[b, a, n]`` is at level ``taus[b, n]``.
         """
         chex.assert_rank(taus, 2)
-        chex.assert_axis_dimension(taus, 0, observations.shape[0])
+        chex.assert_axis_dimension(taus, 0, jax.tree.leaves(observations)[0].shape[0])
         batch_size, n_taus = taus.shape
         x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
-        psi = MLP(self.hidden_sizes, self.activation)(x)  # [B, d]
+        psi = MLP(self.hidden_sizes, self.activation)(Encoder(self.encoder)(x))  # [B, d]
         phi = CosineEmbedding(psi.shape[-1], self.n_cosines)(taus)  # [B, N, d]
         x = (psi[:, None, :] * phi).reshape(batch_size * n_taus, psi.shape[-1])
         x = MLP(self.head_hidden_sizes, self.activation)(x)
@@ -185,13 +193,16 @@ def _distribution_qvalue(
     activation: str,
     dueling: bool,
     preprocess_fn: Callable[[jax.Array], jax.Array] | None,
+    observation_space: gym.Space,
+    encoder: str | EncoderSpec,
 ) -> DistributionQValue:
     """Validates the shared arguments of the C51 and QR-DQN factories and builds the network."""
     n_actions = _discrete_actions(action_space, algorithm)
     check_int(size_name, n_outputs, minimum)
     get_activation(activation)
+    spec = resolve_encoder(observation_space, encoder, preprocess_fn)
     return DistributionQValue(
-        n_actions, n_outputs, tuple(hidden_sizes), activation, dueling, preprocess_fn
+        n_actions, n_outputs, tuple(hidden_sizes), activation, dueling, preprocess_fn, spec
     )
 
 
@@ -204,6 +215,7 @@ def categorical_qvalue_factory(
     activation: str = "relu",
     dueling: bool = False,
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+    encoder: str | EncoderSpec = "auto",
 ) -> DistributionQValue:
     """Builds C51's :class:`DistributionQValue` (logits ``[B, A, n_atoms]``) for a discrete
     ``action_space``.
@@ -212,7 +224,6 @@ def categorical_qvalue_factory(
         ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``, ``n_atoms < 2`` or
             ``activation`` is unknown.
     """
-    del observation_space  # the torso flattens any observation shape
     return _distribution_qvalue(
         action_space,
         "C51",
@@ -223,6 +234,8 @@ def categorical_qvalue_factory(
         activation,
         dueling,
         preprocess_fn,
+        observation_space,
+        encoder,
     )
 
 
@@ -235,6 +248,7 @@ def quantile_qvalue_factory(
     activation: str = "relu",
     dueling: bool = False,
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+    encoder: str | EncoderSpec = "auto",
 ) -> DistributionQValue:
     """Builds QR-DQN's :class:`DistributionQValue` (quantiles ``[B, A, N]``) for a discrete
     ``action_space``.
@@ -243,7 +257,6 @@ def quantile_qvalue_factory(
         ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``,
             ``n_quantiles < 1`` or ``activation`` is unknown.
     """
-    del observation_space  # the torso flattens any observation shape
     return _distribution_qvalue(
         action_space,
         "QR-DQN",
@@ -254,6 +267,8 @@ def quantile_qvalue_factory(
         activation,
         dueling,
         preprocess_fn,
+        observation_space,
+        encoder,
     )
 
 
@@ -267,10 +282,11 @@ def implicit_quantile_qvalue_factory(
     head_hidden_sizes: Sequence[int] = (64,),
     dueling: bool = False,
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+    encoder: str | EncoderSpec = "auto",
 ) -> ImplicitQuantileQValue:
     """Builds an :class:`ImplicitQuantileQValue` (IQN) for a discrete ``action_space``.
 
-    Initialise it with ``init_params(key, module, [observation_space.shape, (n_taus,)])``.
+    Initialise it with ``init_params(key, module, [observation_space, (n_taus,)])``.
 
     Raises:
         ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``, ``n_cosines < 1``
@@ -279,7 +295,6 @@ def implicit_quantile_qvalue_factory(
     n_actions = _discrete_actions(action_space, "IQN")
     check_int("n_cosines", n_cosines, 1)
     get_activation(activation)
-    del observation_space  # the torso flattens any observation shape
     return ImplicitQuantileQValue(
         n_actions,
         tuple(hidden_sizes),
@@ -288,4 +303,5 @@ def implicit_quantile_qvalue_factory(
         tuple(head_hidden_sizes),
         dueling,
         preprocess_fn,
+        resolve_encoder(observation_space, encoder, preprocess_fn),
     )

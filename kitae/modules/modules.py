@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import flax.linen as nn
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kitae.modules.encoders import dummy_observation
 from kitae.types import Params
 
 
 def init_params(
     key: jax.Array,
     module: nn.Module,
-    input_shapes: Sequence[Sequence[int]],
+    inputs: Sequence[gym.Space | Sequence[int]],
     tabulate: bool = False,
 ) -> Params:
     """Initialises ``module`` on zero inputs of batch size 1.
@@ -23,13 +25,19 @@ def init_params(
     Args:
         key: PRNG key.
         module: the flax module.
-        input_shapes: the shape of each positional input *without* the batch axis.
+        inputs: one entry per positional input: a gymnasium space (zero observations of its
+            dtype and structure, a dict for a Dict space, see
+            :func:`~kitae.modules.encoders.dummy_observation`) or a shape *without* the batch
+            axis (float32 zeros).
         tabulate: print a table of the module's layers and parameter counts.
 
     Returns:
         The parameter tree.
     """
-    dummy = [jnp.zeros((1, *shape), jnp.float32) for shape in input_shapes]
+    dummy = [
+        dummy_observation(x) if isinstance(x, gym.Space) else jnp.zeros((1, *x), jnp.float32)
+        for x in inputs
+    ]
     if tabulate:
         print(module.tabulate(key, *dummy, console_kwargs={"width": 120}))
     return module.init(key, *dummy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import distrax
 import flax.linen as nn
@@ -11,11 +12,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kitae.modules.encoders import FLATTEN, Encoder, EncoderSpec, resolve_encoder
 from kitae.modules.modules import MLP, SQRT2, orthogonal
 
 
 class ActorCritic(nn.Module):
-    """Policy and value heads over separate or shared MLP torsos.
+    """Policy and value heads over separate or shared torsos, each an observation encoder and an
+    MLP.
 
     Returns ``(policy_output, value)``: for discrete actions ``policy_output`` is the logits
     ``[B, n_actions]``; for continuous actions it is ``(mean [B, A], log_std [B, A])`` with a
@@ -28,10 +31,12 @@ class ActorCritic(nn.Module):
         discrete: whether actions are discrete.
         hidden_sizes: torso widths.
         activation: torso activation.
-        shared_encoder: one torso for both heads.
+        shared_encoder: one torso (encoder and MLP) for both heads; else each head has its own
+            encoder and MLP.
         state_dependent_std: continuous only: predict ``log_std`` from the torso.
         log_std_init: continuous only: initial ``log_std``.
         preprocess_fn: applied to observations first.
+        encoder: the observation encoder (see :mod:`kitae.modules.encoders`).
     """
 
     action_dim: int
@@ -42,13 +47,18 @@ class ActorCritic(nn.Module):
     state_dependent_std: bool = False
     log_std_init: float = 0.0
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+    encoder: EncoderSpec = FLATTEN
 
     @nn.compact
-    def __call__(self, observations: jax.Array):
+    def __call__(self, observations: Any):
         x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
-        torso = lambda: MLP(self.hidden_sizes, self.activation, kernel_scale=SQRT2)  # noqa: E731
-        actor_x = torso()(x)
-        critic_x = actor_x if self.shared_encoder else torso()(x)
+
+        def torso(x: Any) -> jax.Array:
+            features = Encoder(self.encoder)(x)
+            return MLP(self.hidden_sizes, self.activation, kernel_scale=SQRT2)(features)
+
+        actor_x = torso(x)
+        critic_x = actor_x if self.shared_encoder else torso(x)
         value = nn.Dense(1, kernel_init=orthogonal(1.0))(critic_x)[..., 0]
         head = nn.Dense(self.action_dim, kernel_init=orthogonal(0.01))(actor_x)
         if self.discrete:
@@ -85,13 +95,15 @@ def actor_critic_factory(
     state_dependent_std: bool = False,
     log_std_init: float = 0.0,
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+    encoder: str | EncoderSpec = "auto",
 ) -> ActorCritic:
-    """Builds an :class:`ActorCritic` for a Discrete or 1-D Box ``action_space``.
+    """Builds an :class:`ActorCritic` for a Discrete or 1-D Box ``action_space``; ``encoder`` is
+    a spec or a name resolved against ``observation_space`` (see
+    :func:`~kitae.modules.encoders.resolve_encoder`).
 
     Raises:
-        ValueError: for any other action space.
+        ValueError: for any other action space, or an encoder that does not fit the observations.
     """
-    del observation_space
     if isinstance(action_space, gym.spaces.Discrete):
         action_dim, discrete = int(action_space.n), True
     elif isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
@@ -115,4 +127,5 @@ def actor_critic_factory(
         state_dependent_std,
         log_std_init,
         preprocess_fn,
+        resolve_encoder(observation_space, encoder, preprocess_fn),
     )

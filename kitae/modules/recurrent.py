@@ -1,5 +1,5 @@
-"""Recurrent Q-networks: an MLP torso, an LSTM or GRU core unrolled over time with episode
-resets, and a Q head.
+"""Recurrent Q-networks: the observation encoder and an MLP torso, an LSTM or GRU core unrolled
+over time with episode resets, and a Q head.
 
 Conventions: inputs are time-major, ``[T, B, ...]``. The core state of a batch is one array
 ``[B, D]`` (an LSTM's ``(c, h)`` concatenated, ``D = 2 * core_size``; a GRU's ``h``,
@@ -12,13 +12,14 @@ Kapturowski et al., 2019.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import flax.linen as nn
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 
+from kitae.modules.encoders import FLATTEN, Encoder, EncoderSpec, resolve_encoder
 from kitae.modules.modules import MLP
 
 CELLS = ("lstm", "gru")
@@ -85,7 +86,8 @@ class ResetCore(nn.Module):
 
 
 class RecurrentQNetwork(nn.Module):
-    """``Q(history, .)``: MLP torso -> LSTM/GRU core (reset at episode starts) -> Q head.
+    """``Q(history, .)``: encoder and MLP torso -> LSTM/GRU core (reset at episode starts) -> Q
+    head.
 
     Attributes:
         n_actions: number of discrete actions.
@@ -94,7 +96,9 @@ class RecurrentQNetwork(nn.Module):
         cell: ``"lstm"`` (``nn.OptimizedLSTMCell``) or ``"gru"`` (``nn.GRUCell``).
         activation: torso activation.
         dueling: dueling head ``V + A - mean_a A`` (Wang et al., 2016).
-        preprocess_fn: applied to observations before the torso.
+        preprocess_fn: applied to observations before the encoder.
+        encoder: the observation encoder (see :mod:`kitae.modules.encoders`), parameters
+            ``observation_encoder``.
     """
 
     n_actions: int
@@ -104,6 +108,7 @@ class RecurrentQNetwork(nn.Module):
     activation: str = "relu"
     dueling: bool = False
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None
+    encoder: EncoderSpec = FLATTEN
 
     @property
     def state_size(self) -> int:
@@ -117,6 +122,7 @@ class RecurrentQNetwork(nn.Module):
     def setup(self):
         if self.cell not in CELLS:
             raise ValueError(f"cell={self.cell!r} is invalid: use one of {list(CELLS)}.")
+        self.observation_encoder = Encoder(self.encoder)
         self.torso = MLP(self.hidden_sizes, self.activation)
         self.core = nn.scan(
             ResetCore,
@@ -129,11 +135,12 @@ class RecurrentQNetwork(nn.Module):
             self.value_head = nn.Dense(1)
         self.action_head = nn.Dense(self.n_actions)
 
-    def _features(self, observations: jax.Array) -> jax.Array:
-        """Torso features ``[T, B, F]`` of ``observations [T, B, ...]``."""
+    def _features(self, observations: Any) -> jax.Array:
+        """Torso features ``[T, B, F]`` of ``observations [T, B, ...]`` (or a dict of them)."""
         x = observations if self.preprocess_fn is None else self.preprocess_fn(observations)
-        t, b = x.shape[:2]
-        return self.torso(x.reshape((t * b, *x.shape[2:]))).reshape((t, b, -1))
+        t, b = jax.tree.leaves(x)[0].shape[:2]
+        x = jax.tree.map(lambda v: v.reshape((t * b, *v.shape[2:])), x)
+        return self.torso(self.observation_encoder(x)).reshape((t, b, -1))
 
     def _head(self, y: jax.Array) -> jax.Array:
         advantages = self.action_head(y)
@@ -143,15 +150,15 @@ class RecurrentQNetwork(nn.Module):
 
     def __call__(
         self,
-        observations: jax.Array,
+        observations: Any,
         resets: jax.Array,
         state: jax.Array,
-        next_observations: jax.Array | None = None,
+        next_observations: Any = None,
     ) -> RecurrentOutput:
         """Unrolls the network over ``T`` steps.
 
         Args:
-            observations: ``[T, B, ...]``.
+            observations: ``[T, B, ...]`` (or a dict of them).
             resets: ``bool[T, B]``, zero the core state before step ``t``.
             state: ``[B, D]`` core state before step 0.
             next_observations: optional ``[T, B, ...]`` next observation of each step, whose
@@ -160,10 +167,10 @@ class RecurrentQNetwork(nn.Module):
         Returns:
             A :class:`RecurrentOutput`.
         """
-        if resets.shape != observations.shape[:2]:
+        leading = jax.tree.leaves(observations)[0].shape[:2]
+        if resets.shape != leading:
             raise ValueError(
-                f"resets has shape {resets.shape}; expected the observations' [T, B] = "
-                f"{observations.shape[:2]}."
+                f"resets has shape {resets.shape}; expected the observations' [T, B] = {leading}."
             )
         x = self._features(observations)
         x_next = None if next_observations is None else self._features(next_observations)
@@ -182,12 +189,15 @@ def recurrent_qvalue_factory(
     activation: str = "relu",
     dueling: bool = False,
     preprocess_fn: Callable[[jax.Array], jax.Array] | None = None,
+    encoder: str | EncoderSpec = "auto",
 ) -> RecurrentQNetwork:
-    """Builds a :class:`RecurrentQNetwork` for a discrete ``action_space``.
+    """Builds a :class:`RecurrentQNetwork` for a discrete ``action_space``; ``encoder`` is a spec
+    or a name resolved against ``observation_space`` (see
+    :func:`~kitae.modules.encoders.resolve_encoder`).
 
     Raises:
-        ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete`` or ``cell`` is
-            unknown.
+        ValueError: if ``action_space`` is not ``gymnasium.spaces.Discrete``, ``cell`` is
+            unknown, or the encoder does not fit the observations.
     """
     if not isinstance(action_space, gym.spaces.Discrete):
         raise ValueError(
@@ -196,7 +206,6 @@ def recurrent_qvalue_factory(
         )
     if cell not in CELLS:
         raise ValueError(f"algo_params.cell={cell!r} is invalid: use one of {list(CELLS)}.")
-    del observation_space  # the torso flattens any observation shape
     return RecurrentQNetwork(
         int(action_space.n),
         tuple(hidden_sizes),
@@ -205,4 +214,5 @@ def recurrent_qvalue_factory(
         activation,
         dueling,
         preprocess_fn,
+        resolve_encoder(observation_space, encoder, preprocess_fn),
     )
