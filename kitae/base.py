@@ -59,6 +59,7 @@ from kitae.config import (
 from kitae.envs.jax_env import is_jax_env
 from kitae.frame_replay import check_frame_stacks, frame_stack_from_config
 from kitae.logger import Logger, learning_rate_metrics
+from kitae.masking import check_info_mask
 from kitae.modules.encoders import observation_shapes
 from kitae.modules.train_state import TrainState
 from kitae.schedules import (
@@ -568,7 +569,8 @@ class BaseAgent(IAgent):
         if continuing:
             obs = self._observation  # continue the running episodes of the previous call
         else:
-            obs, _ = env.reset(seed=None if self._env_seeded else self.config.seed)
+            obs, reset_infos = env.reset(seed=None if self._env_seeded else self.config.seed)
+            check_info_mask(reset_infos, self.config.env_cfg.observation_space)
             self._env_seeded = True
             self.tracker.returns[:] = 0.0
             self.tracker.lengths[:] = 0
@@ -1048,15 +1050,21 @@ def make_off_policy_update(
     return update
 
 
-def make_on_policy_update(process_experience_fn, update_step_fn, batch_size, n_epochs):
+def make_on_policy_update(
+    process_experience_fn, update_step_fn, batch_size, n_epochs, prepare_rollout_fn=None
+):
     """Builds ``update(state, rollout, key) -> (state, key, info)`` for on-policy agents.
 
-    ``rollout`` has leaves ``[T, N, ...]``. ``process_experience_fn`` is vmapped over envs (it
-    sees ``[T, ...]``), its output is flattened to ``[T * N, ...]``, then ``n_epochs`` passes of
-    shuffled minibatches of ``batch_size`` each apply one ``update_step_fn``.
+    ``rollout`` has leaves ``[T, N, ...]``. ``prepare_rollout_fn(state, rollout) -> (state,
+    rollout)``, when given, runs first on the whole rollout (e.g.
+    :func:`kitae.normalization.normalize_rollout`). ``process_experience_fn`` is vmapped over envs
+    (it sees ``[T, ...]``), its output is flattened to ``[T * N, ...]``, then ``n_epochs`` passes
+    of shuffled minibatches of ``batch_size`` each apply one ``update_step_fn``.
     """
 
     def update(state, rollout, key):
+        if prepare_rollout_fn is not None:
+            state, rollout = prepare_rollout_fn(state, rollout)
         key, k_process, k_epochs = jax.random.split(key, 3)
         n_steps, n_envs = jax.tree.leaves(rollout)[0].shape[:2]
         total = n_steps * n_envs
@@ -1092,6 +1100,9 @@ class OnPolicyAgent(BaseAgent):
     (``max_buffer_size // n_envs`` steps of every env), once per rollout."""
 
     algo_type = "on_policy"
+    prepare_rollout_fn: Callable | None = None
+    """``(state, rollout [T, N, ...]) -> (state, rollout)`` run at the start of each update on
+    both paths (see :func:`make_on_policy_update`)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -1140,6 +1151,7 @@ class OnPolicyAgent(BaseAgent):
             self.update_step_fn,
             self.config.update_cfg.batch_size,
             self.config.update_cfg.n_epochs,
+            self.prepare_rollout_fn,
         )
 
     def _store(self, experience: Experience) -> None:

@@ -172,6 +172,7 @@ class CompiledTrain:
         axis_name: str | None = None,
         initial_env_steps: int = 0,
         init_actor_state: Callable[[int], Any] | None = None,
+        prepare_rollout_fn: Callable | None = None,
     ):
         if algo_type not in ("off_policy", "on_policy"):
             raise ValueError(
@@ -219,7 +220,7 @@ class CompiledTrain:
             self.buffer = None
             self.rollout_steps = u.max_buffer_size // n_envs
             self.update_fn = make_on_policy_update(
-                process_experience_fn, update_step_fn, u.batch_size, u.n_epochs
+                process_experience_fn, update_step_fn, u.batch_size, u.n_epochs, prepare_rollout_fn
             )
             self.steps_per_iteration = u.max_buffer_size
         self.n_iterations = math.ceil(n_env_steps / self.steps_per_iteration)
@@ -517,6 +518,7 @@ def make_train(
     log_interval: int | None = None,
     log_callback: Callable[[Metrics], None] | None = None,
     init_actor_state: Callable[[int], Any] | None = None,
+    prepare_rollout_fn: Callable | None = None,
 ) -> CompiledTrain:
     """Builds ``train(key, hyperparams=None) -> (runner, metrics)`` from the four factories.
 
@@ -540,6 +542,8 @@ def make_train(
             state, ``explore_fn(state, key, obs, actor_state, **kwargs) -> (actions, log_probs,
             actor_state)`` (e.g. a recurrent core state); the loop carries it between steps and
             resets it to this initial value where an episode ended.
+        prepare_rollout_fn: on-policy: ``(state, rollout) -> (state, rollout)`` at the start of
+            each update (e.g. :func:`kitae.normalization.normalize_rollout`).
 
     Returns:
         A :class:`CompiledTrain`; ``jax.jit(jax.vmap(train))(keys)`` trains one agent per key.
@@ -568,6 +572,7 @@ def make_train(
         start_step=int(getattr(p, "start_step", -1)),
         skip_steps=int(getattr(p, "skip_steps", 1)),
         init_actor_state=init_actor_state,
+        prepare_rollout_fn=prepare_rollout_fn,
     )
 
 
@@ -698,6 +703,7 @@ def make_agent_train(
         skip_steps=int(getattr(p, "skip_steps", 1)),
         initial_env_steps=initial_env_steps,
         init_actor_state=getattr(agent, "init_actor_state", None),
+        prepare_rollout_fn=getattr(agent, "prepare_rollout_fn", None),
     )
 
 

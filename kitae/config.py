@@ -352,7 +352,8 @@ def validate_config(config: AlgoConfig) -> None:
 
     Checks sizes and rates of ``update_cfg`` / ``train_cfg`` / ``env_cfg``, the usual fields of
     ``algo_params`` when present (``gamma``, ``skip_steps``, ``start_step``, ``exploration``,
-    ``encoder``'s name, and any field ending in ``_lambda`` or ``coef``), then calls
+    ``encoder``'s name, and any field ending in ``_lambda`` or ``coef``), MultiDiscrete actions
+    and action masks (:func:`kitae.masking.validate_action_mask`), then calls
     ``algo_params.validate(config)`` when the params define it.
     """
     if not isinstance(config, AlgoConfig):
@@ -414,6 +415,9 @@ def validate_config(config: AlgoConfig) -> None:
             _check_unit_interval(f"algo_params.{name}", value)
         elif name.endswith("_coef") and (not isinstance(value, numbers.Real) or value < 0):
             _fail(f"algo_params.{name}", value, "it must be a number >= 0.")
+    from kitae.masking import validate_action_mask
+
+    validate_action_mask(config)
     if hasattr(p, "validate"):
         p.validate(config)
 

@@ -18,6 +18,7 @@ Names are those of ``kitae train`` (:data:`AGENTS` maps them to the agent classe
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +38,7 @@ AGENTS: dict[str, str] = {
 """Algorithm name -> ``"module:qualname"`` of its agent class."""
 
 SECTIONS = ("algo_params", "update_cfg", "train_cfg")
+GYMNAX_PREFIX = "gymnax:"
 
 
 @dataclass(frozen=True)
@@ -116,21 +118,30 @@ TUNED: dict[tuple[str, str], Tuned] = {
     ("dqn", "CartPole-v1"): Tuned(
         algo_params={"n_step": 3},
         train_cfg={"n_env_steps": 100_000},
-        benchmark="benchmarks/learning.py TBD",
+        benchmark=(
+            "benchmarks/learning.py --algo dqn --env CartPole-v1 --seeds 5 --seed 0 "
+            "(and --seed 5): 500 on 10/10 seeds (seeds 0-9: 500 each)"
+        ),
     ),
     ("dqn", "Acrobot-v1"): Tuned(
         algo_params={**_ACROBOT_Q_LEARNING["algo_params"], "loss": "huber"},
         update_cfg=_ACROBOT_Q_LEARNING["update_cfg"],
         train_cfg=_ACROBOT_Q_LEARNING["train_cfg"],
         n_envs=1,
-        benchmark="benchmarks/learning.py TBD",
+        benchmark=(
+            "benchmarks/learning.py --algo dqn --env Acrobot-v1 --seeds 5: "
+            "-82.0, -70.5, -72.3, -71.8, -76.2 (5/5 >= -100)"
+        ),
     ),
     ("c51", "Acrobot-v1"): Tuned(
         algo_params=_ACROBOT_Q_LEARNING["algo_params"],
         update_cfg=_ACROBOT_Q_LEARNING["update_cfg"],
         train_cfg=_ACROBOT_Q_LEARNING["train_cfg"],
         n_envs=1,
-        benchmark="benchmarks/learning.py TBD",
+        benchmark=(
+            "benchmarks/learning.py --algo c51 --env Acrobot-v1 --seeds 5: "
+            "-76.8, -74.8, -77.7, -68.1, -63.5 (5/5 >= -100)"
+        ),
     ),
     # RL-Zoo, hyperparams/qrdqn.yml, Acrobot-v1: DQN's Acrobot-v1 settings with 25 quantiles.
     ("qrdqn", "Acrobot-v1"): Tuned(
@@ -138,18 +149,28 @@ TUNED: dict[tuple[str, str], Tuned] = {
         update_cfg=_ACROBOT_Q_LEARNING["update_cfg"],
         train_cfg=_ACROBOT_Q_LEARNING["train_cfg"],
         n_envs=1,
-        benchmark="benchmarks/learning.py TBD",
+        benchmark=(
+            "benchmarks/learning.py --algo qrdqn --env Acrobot-v1 --seeds 5: "
+            "-74.5, -74.0, -70.3, -68.7, -73.6 (5/5 >= -100)"
+        ),
     ),
     ("iqn", "Acrobot-v1"): Tuned(
         algo_params={"n_step": 3},
         update_cfg={"learning_rate_annealing": True},
         train_cfg={"n_env_steps": 100_000},
-        benchmark="benchmarks/learning.py TBD",
+        benchmark=(
+            "benchmarks/learning.py --algo iqn --env Acrobot-v1 --seeds 5: "
+            "-95.1, -102.8, -83.8, -82.7, -91.8 (4/5 >= -100)"
+        ),
     ),
     ("ppo", "Acrobot-v1"): Tuned(
         update_cfg={"learning_rate": 1e-3},
         train_cfg={"n_env_steps": 100_000},
-        benchmark="benchmarks/learning.py TBD",
+        benchmark=(
+            "benchmarks/learning.py --algo ppo --env Acrobot-v1 --seeds 5 --seed 0 "
+            "(and --seed 5): -88.0, -87.7, -82.0, -88.7, -82.6, -81.3, -91.1, -79.8, -78.5, "
+            "-82.0 (10/10 >= -100)"
+        ),
     ),
     # RL-Zoo, hyperparams/ppo.yml, CartPole-v1: 8 envs x 32 steps, batch 256, 20 epochs, gamma
     # 0.98, GAE lambda 0.8, lr 1e-3 and clip 0.2 both decayed linearly to 0, entropy 0; SB3's
@@ -173,7 +194,10 @@ TUNED: dict[tuple[str, str], Tuned] = {
         },
         train_cfg={"n_env_steps": 100_000},
         n_envs=8,
-        benchmark="benchmarks/learning.py TBD",
+        benchmark=(
+            "benchmarks/learning.py --algo ppo --env CartPole-v1 --seeds 5: "
+            "500.0, 500.0, 418.1, 500.0, 500.0 (4/5 >= 475)"
+        ),
     ),
     # RL-Zoo, hyperparams/ppo.yml, Pendulum-v1, without gSDE (kitae has none): 4 envs x 1024
     # steps, batch 64, 10 epochs, gamma 0.9, GAE lambda 0.95, lr 1e-3 constant, clip 0.2,
@@ -199,10 +223,198 @@ TUNED: dict[tuple[str, str], Tuned] = {
         },
         train_cfg={"n_env_steps": 500_000},
         n_envs=4,
-        benchmark="benchmarks/learning.py TBD",
+        benchmark=(
+            "benchmarks/learning.py --algo ppo --env Pendulum-v1 --seeds 5: "
+            "-145.5, -138.2, -236.8, -138.8, -137.4 (5/5 >= -250)"
+        ),
+    ),
+    # RL-Zoo, hyperparams/sac.yml, HalfCheetah-v3 / Hopper-v3 (the MuJoCo defaults): 1e6 steps,
+    # learning_starts 10000; SB3's SAC defaults for the rest (1 env, lr 3e-4, buffer 1e6, batch
+    # 256, gamma 0.99, tau 0.005, one gradient step per transition, automatic temperature from 1
+    # toward -|A|, 256-256 ReLU).
+    **{
+        ("sac", env_id): Tuned(
+            algo_params={
+                "gamma": 0.99,
+                "tau": 0.005,
+                "init_alpha": 1.0,
+                "learn_alpha": True,
+                "start_step": 10_000,
+                "skip_steps": 1,
+                "hidden_sizes": (256, 256),
+                "activation": "relu",
+            },
+            update_cfg={
+                "learning_rate": 3e-4,
+                "learning_rate_annealing": False,
+                "max_buffer_size": 1_000_000,
+                "batch_size": 256,
+                "n_epochs": 1,
+            },
+            train_cfg={"n_env_steps": 1_000_000},
+            n_envs=1,
+            benchmark=f"benchmarks/learning.py --algo sac --env {env_id}: not measured yet",
+        )
+        for env_id in ("HalfCheetah-v5", "Hopper-v5")
+    },
+    # RL-Zoo, hyperparams/ppo.yml, HalfCheetah-v3: normalize (observations and rewards), 1 env x
+    # 512 steps, batch 64, 20 epochs, gamma 0.98, GAE lambda 0.92, lr 2.0633e-5 constant, clip
+    # 0.1, entropy 4.01762e-4, value coefficient 0.58096, gradient norm 0.8, log-std -2, 256-256
+    # ReLU, 1e6 steps.
+    ("ppo", "HalfCheetah-v5"): Tuned(
+        algo_params={
+            "gamma": 0.98,
+            "gae_lambda": 0.92,
+            "clip_eps": 0.1,
+            "entropy_coef": 0.000401762,
+            "value_coef": 0.58096,
+            "value_clip_eps": None,
+            "log_std_init": -2.0,
+            "hidden_sizes": (256, 256),
+            "activation": "relu",
+            "normalize_observations": True,
+            "normalize_rewards": True,
+        },
+        update_cfg={
+            "learning_rate": 2.0633e-5,
+            "learning_rate_annealing": False,
+            "max_grad_norm": 0.8,
+            "max_buffer_size": 512,
+            "batch_size": 64,
+            "n_epochs": 20,
+        },
+        train_cfg={"n_env_steps": 1_000_000},
+        n_envs=1,
+        benchmark="benchmarks/learning.py --algo ppo --env HalfCheetah-v5: not measured yet",
+    ),
+    # RL-Zoo, hyperparams/ppo.yml, Hopper-v3: normalize, 1 env x 512 steps, batch 32, 5 epochs,
+    # gamma 0.999, GAE lambda 0.99, lr 9.80828e-5 constant, clip 0.2, entropy 2.29519e-3, value
+    # coefficient 0.835671, gradient norm 0.7, log-std -2, 256-256 ReLU, 1e6 steps.
+    ("ppo", "Hopper-v5"): Tuned(
+        algo_params={
+            "gamma": 0.999,
+            "gae_lambda": 0.99,
+            "clip_eps": 0.2,
+            "entropy_coef": 0.00229519,
+            "value_coef": 0.835671,
+            "value_clip_eps": None,
+            "log_std_init": -2.0,
+            "hidden_sizes": (256, 256),
+            "activation": "relu",
+            "normalize_observations": True,
+            "normalize_rewards": True,
+        },
+        update_cfg={
+            "learning_rate": 9.80828e-5,
+            "learning_rate_annealing": False,
+            "max_grad_norm": 0.7,
+            "max_buffer_size": 512,
+            "batch_size": 32,
+            "n_epochs": 5,
+        },
+        train_cfg={"n_env_steps": 1_000_000},
+        n_envs=1,
+        benchmark="benchmarks/learning.py --algo ppo --env Hopper-v5: not measured yet",
     ),
 }
 """``(algorithm name, env id) -> Tuned``."""
+
+TUNED_PATTERNS: dict[tuple[str, str], Tuned] = {
+    # RL-Zoo, hyperparams/dqn.yml, atari (AtariWrapper, 4 frames): 1e7 steps, 1 env, lr 1e-4,
+    # buffer 100k, learning_starts 100k, batch 32, target_update_interval 1000 transitions,
+    # train_freq 4, one gradient step, exploration_fraction 0.1, exploration_final_eps 0.01;
+    # SB3's DQN defaults for the rest (gamma 0.99, Huber loss, gradient norm 10, hard target
+    # copy, no double Q) and its CnnPolicy: the Nature CNN and a 512-unit layer. In kitae's
+    # units: one gradient step every 4 transitions, a target copy every 250 gradient steps.
+    ("dqn", "ALE/*"): Tuned(
+        algo_params={
+            "gamma": 0.99,
+            "exploration_start": 1.0,
+            "exploration_end": 0.01,
+            "exploration_fraction": 0.1,
+            "double_q": False,
+            "tau": 1.0,
+            "target_update_period": 250,
+            "skip_steps": 4,
+            "start_step": 100_000,
+            "hidden_sizes": (512,),
+            "activation": "relu",
+            "loss": "huber",
+            "encoder": "nature_cnn",
+        },
+        update_cfg={
+            "learning_rate": 1e-4,
+            "learning_rate_annealing": False,
+            "max_grad_norm": 10.0,
+            "max_buffer_size": 100_000,
+            "batch_size": 32,
+            "n_epochs": 1,
+        },
+        train_cfg={"n_env_steps": 10_000_000},
+        n_envs=1,
+        benchmark="benchmarks/learning.py --algo dqn --env ALE/<Game>-v5: not measured yet",
+    ),
+    # MinAtar's own DQN (Young & Tian, 2019, kenjyoung/MinAtar examples/dqn.py): 5e6 frames, 1
+    # env, batch 32, buffer 100k, replay start 5000, target copy every 1000 updates, one update
+    # per frame, epsilon 1 -> 0.1 over the first 100k frames, gamma 0.99, Huber loss, lr 2.5e-4
+    # (RMSprop there, Adam here), the MinAtar CNN and a 128-unit layer.
+    ("dqn", "*-MinAtar"): Tuned(
+        algo_params={
+            "gamma": 0.99,
+            "exploration_start": 1.0,
+            "exploration_end": 0.1,
+            "exploration_fraction": 0.02,
+            "double_q": False,
+            "tau": 1.0,
+            "target_update_period": 1000,
+            "skip_steps": 1,
+            "start_step": 5000,
+            "hidden_sizes": (128,),
+            "activation": "relu",
+            "loss": "huber",
+            "encoder": "minatar_cnn",
+        },
+        update_cfg={
+            "learning_rate": 2.5e-4,
+            "learning_rate_annealing": False,
+            "max_grad_norm": None,
+            "max_buffer_size": 100_000,
+            "batch_size": 32,
+            "n_epochs": 1,
+        },
+        train_cfg={"n_env_steps": 5_000_000},
+        n_envs=1,
+        benchmark="benchmarks/learning.py --algo dqn --env gymnax:<Game>-MinAtar: not measured yet",
+    ),
+    # purejaxql, purejaxql/config/alg/ppo_minatar.yaml: 1e7 steps, 64 envs x 128 steps, 4 epochs
+    # of 8 minibatches (1024), lr 5e-3 annealed linearly, gamma 0.99, GAE lambda 0.95, clip 0.2,
+    # entropy 1e-4, value coefficient 0.5, gradient norm 0.5, ReLU; kitae's MinAtar CNN.
+    ("ppo", "*-MinAtar"): Tuned(
+        algo_params={
+            "gamma": 0.99,
+            "gae_lambda": 0.95,
+            "clip_eps": 0.2,
+            "entropy_coef": 1e-4,
+            "value_coef": 0.5,
+            "activation": "relu",
+            "encoder": "minatar_cnn",
+        },
+        update_cfg={
+            "learning_rate": 5e-3,
+            "learning_rate_annealing": True,
+            "max_grad_norm": 0.5,
+            "max_buffer_size": 64 * 128,
+            "batch_size": 1024,
+            "n_epochs": 4,
+        },
+        train_cfg={"n_env_steps": 10_000_000},
+        n_envs=64,
+        benchmark="benchmarks/learning.py --algo ppo --env gymnax:<Game>-MinAtar: not measured yet",
+    ),
+}
+"""``(algorithm name, env id pattern) -> Tuned`` for families of envs (``fnmatch`` patterns:
+``ALE/*`` every Atari game, ``*-MinAtar`` every MinAtar game), used for the pairs that
+:data:`TUNED` does not list."""
 
 
 def agent_name(agent_cls: type) -> str | None:
@@ -218,12 +430,24 @@ def find_tuned(agent: type | str, env_id: str) -> Tuned | None:
     Args:
         agent: an agent class (matched exactly, see :func:`agent_name`) or a name of
             :data:`AGENTS`.
-        env_id: the env's id, e.g. ``"Acrobot-v1"``.
+        env_id: the env's id, e.g. ``"Acrobot-v1"`` (a gymnax id with or without its
+            ``gymnax:`` prefix); matched exactly in :data:`TUNED`, else by pattern in
+            :data:`TUNED_PATTERNS`.
     """
     name = agent if isinstance(agent, str) else agent_name(agent)
     if name is None:
         return None
-    return TUNED.get((name, env_id))
+    env_id = env_id.removeprefix(GYMNAX_PREFIX)
+    if (name, env_id) in TUNED:
+        return TUNED[(name, env_id)]
+    return next(
+        (
+            entry
+            for (algo, pattern), entry in TUNED_PATTERNS.items()
+            if algo == name and fnmatch.fnmatchcase(env_id, pattern)
+        ),
+        None,
+    )
 
 
-__all__ = ["AGENTS", "SECTIONS", "TUNED", "Tuned", "agent_name", "find_tuned"]
+__all__ = ["AGENTS", "SECTIONS", "TUNED", "TUNED_PATTERNS", "Tuned", "agent_name", "find_tuned"]

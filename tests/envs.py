@@ -338,3 +338,176 @@ def make_vec(
     given list of thunks (one per env)."""
     fns = list(env_fn) if isinstance(env_fn, Sequence) else [env_fn] * int(n_envs)
     return gym.vector.SyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP)
+
+
+class PixelGoal(gym.Env):
+    """A one-step pixel task: the image shows where the goal is, the action names its quadrant.
+
+    Observation: ``uint8[size, size, 1]``, 255 at the goal's cell, 0 elsewhere; the goal is
+    drawn uniformly among the cells. Actions: the quadrant ``2 * (row >= size / 2) +
+    (col >= size / 2)`` (0 top-left, 1 top-right, 2 bottom-left, 3 bottom-right) pays 1, any
+    other action 0; every episode ends after one step (terminated). A policy that ignores the
+    pixels earns 1/4 on average; only one that reads them earns 1 (see
+    :func:`pixel_goal_observations`).
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, size: int = 10):
+        if size < 2 or size % 2:
+            raise ValueError("size must be an even number >= 2")
+        self.size = size
+        self.observation_space = gym.spaces.Box(0, 255, (size, size, 1), np.uint8)
+        self.action_space = gym.spaces.Discrete(4)
+        self.goal = (0, 0)
+
+    def _draw(self) -> np.ndarray:
+        self.goal = tuple(int(n) for n in self.np_random.integers(0, self.size, 2))
+        return pixel_goal_image(self.size, *self.goal)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self._draw(), {}
+
+    def step(self, action):
+        reward = float(int(action) == pixel_goal_quadrant(self.size, *self.goal))
+        return self._draw(), reward, True, False, {}
+
+
+def pixel_goal_image(size: int, row: int, col: int) -> np.ndarray:
+    """The :class:`PixelGoal` observation of a goal at ``(row, col)``."""
+    image = np.zeros((size, size, 1), np.uint8)
+    image[row, col, 0] = 255
+    return image
+
+
+def pixel_goal_quadrant(size: int, row: int, col: int) -> int:
+    """The paying action of a goal at ``(row, col)``."""
+    half = size // 2
+    return 2 * int(row >= half) + int(col >= half)
+
+
+def pixel_goal_observations(size: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Every :class:`PixelGoal` observation ``uint8[size * size, size, size, 1]`` and its paying
+    action ``int[size * size]``, goals in row-major order."""
+    cells = [(r, c) for r in range(size) for c in range(size)]
+    images = np.stack([pixel_goal_image(size, r, c) for r, c in cells])
+    return images, np.array([pixel_goal_quadrant(size, r, c) for r, c in cells])
+
+
+# ---- action masks and MultiDiscrete actions ---------------------------------------------------
+
+MASKED_ACTIONS = 4
+"""Actions of :class:`MaskedChoice`."""
+
+
+def draw_action_mask(rng: np.random.Generator) -> np.ndarray:
+    """``int8[MASKED_ACTIONS]``: each action valid with probability 1/2, at least one valid."""
+    mask = (rng.random(MASKED_ACTIONS) < 0.5).astype(np.int8)
+    if not mask.any():
+        mask[rng.integers(MASKED_ACTIONS)] = 1
+    return mask
+
+
+class MaskedChoice(gym.Env):
+    """Choose among the valid actions, whose mask changes every step; an invalid action raises.
+
+    Observation: ``{"observation": float32[4], "action_mask": int8[4]}`` (``mask_in="observation"``)
+    or the ``float32[4]`` alone with the mask in ``info["action_mask"]`` (``mask_in="info"``);
+    the ``float32[4]`` is the mask itself. Each action is valid with probability 1/2 (at least one
+    is). The highest valid action pays 1, the other valid ones 0. Episodes last ``length`` steps
+    (truncated).
+
+    Raises:
+        ValueError: at ``step`` with an invalid action.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, mask_in: str = "observation", length: int = 5):
+        if mask_in not in ("observation", "info"):
+            raise ValueError("mask_in must be 'observation' or 'info'")
+        self.mask_in, self.length = mask_in, length
+        vector = gym.spaces.Box(0.0, 1.0, (MASKED_ACTIONS,), np.float32)
+        mask = gym.spaces.Box(0, 1, (MASKED_ACTIONS,), np.int8)
+        self.observation_space = (
+            gym.spaces.Dict({"observation": vector, "action_mask": mask})
+            if mask_in == "observation"
+            else vector
+        )
+        self.action_space = gym.spaces.Discrete(MASKED_ACTIONS)
+        self.mask = np.ones(MASKED_ACTIONS, np.int8)
+        self.t = 0
+
+    def _observe(self) -> tuple:
+        self.mask = draw_action_mask(self.np_random)
+        vector = self.mask.astype(np.float32)
+        if self.mask_in == "info":
+            return vector, {"action_mask": self.mask.copy()}
+        return {"observation": vector, "action_mask": self.mask.copy()}, {}
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return self._observe()
+
+    def step(self, action):
+        action = int(action)
+        if not self.mask[action]:
+            raise ValueError(f"invalid action {action} under the mask {self.mask}")
+        reward = float(action == int(np.flatnonzero(self.mask)[-1]))
+        self.t += 1
+        obs, info = self._observe()
+        return obs, reward, False, self.t >= self.length, info
+
+
+TWO_SWITCHES_NVEC = (2, 3)
+"""The MultiDiscrete action space of :class:`TwoSwitches`."""
+
+
+def two_switches_observation(c0: int, c1: int) -> np.ndarray:
+    """``float32[5]``: one-hot of ``c0`` (2 values) then of ``c1`` (3 values)."""
+    obs = np.zeros(5, np.float32)
+    obs[c0] = 1.0
+    obs[2 + c1] = 1.0
+    return obs
+
+
+def two_switches_reward(action: np.ndarray, c0: int, c1: int) -> float:
+    """1/2 for ``action[0] == c0`` plus 1/2 for ``action[1] == (c1 + 1) % 3``."""
+    return 0.5 * float(action[0] == c0) + 0.5 * float(action[1] == (c1 + 1) % 3)
+
+
+def two_switches_cases() -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Every :class:`TwoSwitches` observation ``float32[6, 5]`` and its context ``(c0, c1)``."""
+    cases = [(c0, c1) for c0 in range(2) for c1 in range(3)]
+    return np.stack([two_switches_observation(*c) for c in cases]), cases
+
+
+class TwoSwitches(gym.Env):
+    """A one-step contextual bandit with two independent sub-actions (``MultiDiscrete([2, 3])``).
+
+    The observation shows two contexts ``c0`` (2 values) and ``c1`` (3 values), drawn uniformly
+    (:func:`two_switches_observation`); :func:`two_switches_reward` pays 1/2 for each sub-action
+    right (``a0 = c0``, ``a1 = (c1 + 1) % 3``). A uniformly random policy earns
+    ``1/4 + 1/6 = 5/12``; only one that sets both sub-actions from the observation earns 1.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(0.0, 1.0, (5,), np.float32)
+        self.action_space = gym.spaces.MultiDiscrete(TWO_SWITCHES_NVEC)
+        self.context = (0, 0)
+
+    def _draw(self) -> np.ndarray:
+        self.context = (int(self.np_random.integers(2)), int(self.np_random.integers(3)))
+        return two_switches_observation(*self.context)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return self._draw(), {}
+
+    def step(self, action):
+        reward = two_switches_reward(np.asarray(action), *self.context)
+        return self._draw(), reward, True, False, {}

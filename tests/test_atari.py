@@ -1,5 +1,6 @@
 """Atari through ale-py (kitae.envs.atari): the standard DQN preprocessing, its training and
-evaluation forms, ALE's native vector backend, and a DQN run through the command line."""
+evaluation forms, ALE's native vector backend and EnvPool's (kitae.envs.envpool, skipped without
+envpool), and a DQN run through the command line."""
 
 from __future__ import annotations
 
@@ -153,6 +154,71 @@ def test_ale_vector_backend_matches_the_gymnasium_backend(training):
         np.testing.assert_array_equal(sync[key], native[key], err_msg=key)
 
 
+@pytest.mark.parametrize(
+    ("game", "n_actions", "training"),
+    [("Breakout", 4, True), ("Breakout", 4, False), ("SpaceInvaders", 6, True)],
+    ids=["breakout-training", "breakout-evaluation", "spaceinvaders-training"],
+)
+def test_envpool_backend_has_the_semantics_of_the_gymnasium_backend(game, n_actions, training):
+    pytest.importorskip("envpool")
+    # EnvPool always plays one no-op frame at reset: both backends play exactly one here
+    kwargs = {"training": training, "repeat_action_probability": 0.0, "noop_max": 1}
+    actions = random_actions(400, n_actions, seed=1, n_envs=2)
+    env_id = f"ALE/{game}-v5"
+    sync = rollout(make_vec_env(env_id, 2, **kwargs), actions)
+    pool = make_vec_env(env_id, 2, vectorization="envpool", **kwargs)
+    assert pool.metadata["autoreset_mode"] == gym.vector.AutoresetMode.SAME_STEP
+    assert pool.single_observation_space == gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    first, _ = pool.reset(seed=0)
+    assert first.shape == (2, 4, 84, 84) and first.dtype == np.uint8
+    assert not first[:, :3].any() and first[:, 3].any()  # a new game's stack is zero-padded
+    pool = rollout(pool, actions)
+    for key in ("reward", "terminated", "truncated", "lives"):
+        np.testing.assert_array_equal(sync[key], pool[key], err_msg=key)
+    assert pool["reward"].dtype == np.float64 and sync["reward"].any()
+    if training:
+        assert set(np.unique(pool["reward"])) <= {-1.0, 0.0, 1.0}
+    # episodes end at game overs (the lives go back up), and in training at every lost life
+    change = np.diff(np.concatenate([np.full((1, 2), sync["lives"][0]), sync["lives"]]), axis=0)
+    assert (change < 0).any()
+    if game == "Breakout":
+        ends = ((change > 0) | (change < 0)) if training else (change > 0)
+        assert (change > 0).any()
+        np.testing.assert_array_equal(pool["terminated"], ends)
+    # the same frames up to EnvPool's own resize and max-pool, the same zero padding
+    for key in ("obs", "final_obs"):
+        assert pool[key].shape == sync[key].shape and pool[key].dtype == np.uint8
+        assert np.mean(pool[key] != sync[key]) < 0.005, key
+        np.testing.assert_array_equal(pool[key].any(axis=(3, 4)), sync[key].any(axis=(3, 4)))
+
+
+def test_envpool_backend_refuses_what_it_cannot_do():
+    pytest.importorskip("envpool")
+    with pytest.raises(ValueError, match="noop_max"):
+        make_vec_env("ALE/Pong-v5", 2, vectorization="envpool", noop_max=0)
+    with pytest.raises(ValueError, match="episodic_life"):
+        make_vec_env("ALE/Pong-v5", 2, vectorization="envpool", episodic_life=True)
+    with pytest.raises(ValueError, match="vectorization='envpool'"):
+        make_vec_env("CartPole-v1", 2, vectorization="envpool")
+
+
+def test_the_command_line_picks_the_vectorization_of_an_atari_run():
+    pytest.importorskip("envpool")
+    from kitae.cli.runs import make_env, parse_spec
+    from kitae.config import EnvConfig
+    from kitae.envs.envpool import EnvPoolAtari
+
+    _, spec = parse_spec("dqn", ["--env", "ALE/Pong-v5", "--vectorization", "envpool"])
+    env = make_env(spec.env, 2, spec.vectorization)
+    try:
+        assert isinstance(env, EnvPoolAtari) and env.num_envs == 2
+        assert EnvConfig.from_env(env).task_name == "ALE/Pong-v5"  # for the tuned defaults
+    finally:
+        env.close()
+    with pytest.raises(ValueError, match="vectorization='envpool' is for gymnasium envs"):
+        make_env("gymnax:Breakout-MinAtar", 2, "envpool")
+
+
 class RandomAgent:
     """Plays uniform random actions; records what it saw and did."""
 
@@ -234,6 +300,38 @@ def test_preprocessing_false_gives_the_plain_game():
         assert obs.shape == (1, 210, 160, 3) and obs.dtype == np.uint8
     finally:
         env.close()
+
+
+def test_every_atari_game_starts_from_rl_zoos_atari_dqn_settings():
+    from kitae.algos.dqn import DQN
+    from kitae.cli.runs import build_config, default_spec
+    from kitae.config import validate_config
+
+    for env_id in ("ALE/Pong-v5", "ALE/Breakout-v5"):
+        spec = default_spec("dqn", env_id)
+        params, update = spec.algo_params, spec.update_cfg
+        assert (update.learning_rate, update.max_buffer_size, update.batch_size) == (
+            1e-4,
+            100_000,
+            32,
+        )
+        assert (params.start_step, params.skip_steps, params.target_update_period) == (
+            100_000,
+            4,
+            250,
+        )
+        assert (params.exploration_fraction, params.exploration_end) == (0.1, 0.01)
+        assert params.encoder == "nature_cnn" and params.hidden_sizes == (512,)
+        assert spec.n_envs == 1 and spec.train_cfg.n_env_steps == 10_000_000
+    assert default_spec("dqn", "ALE/Pong-v5").update_cfg == spec.update_cfg
+    env = make_vec_env("ALE/Pong-v5", 1)
+    try:
+        config = build_config(spec, env)
+    finally:
+        env.close()
+    validate_config(config)
+    DQN.validate_config(DQN.__new__(DQN), config)
+    assert default_spec("ppo", "ALE/Pong-v5").update_cfg.learning_rate != 1e-4  # DQN's only
 
 
 @pytest.mark.slow

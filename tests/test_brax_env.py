@@ -1,5 +1,8 @@
 """Brax and MuJoCo Playground envs on the compiled path (kitae.envs.brax): spaces, the time limit
-as truncation apart from termination, automatic reset, ids, and a few compiled PPO steps."""
+as truncation apart from termination, automatic reset, ids, and a few compiled PPO and SAC steps.
+
+MuJoCo (which compiles the Brax and Playground models) writes ``MUJOCO_LOG.TXT`` into the working
+directory on any warning, so this module runs in a temporary working directory."""
 
 from __future__ import annotations
 
@@ -14,6 +17,14 @@ pytest.importorskip("brax")
 from kitae.cli.runs import gymnax_id  # noqa: E402
 from kitae.envs.brax import BraxEnv, make_brax_env  # noqa: E402
 from kitae.envs.jax_env import make_jax_env  # noqa: E402
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _in_tmp_cwd(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(tmp_path_factory.mktemp("brax_cwd"))
+        yield
+
 
 LIMIT = 8
 """Agent steps before the time limit of the test envs."""
@@ -65,7 +76,9 @@ def test_time_limit_is_truncation_and_the_episode_restarts(run_pendulum):
     np.testing.assert_array_equal(np.flatnonzero(steps.truncated), [LIMIT - 1])
     np.testing.assert_array_equal(steps.reward, 1.0)  # 1 per step up
     # within the episode the next observation is the observation acted on next ...
-    np.testing.assert_array_equal(steps.observation[: LIMIT - 1], steps.next_observation[: LIMIT - 1])
+    np.testing.assert_array_equal(
+        steps.observation[: LIMIT - 1], steps.next_observation[: LIMIT - 1]
+    )
     # ... at the limit the true last observation is kept and a new episode begins
     assert not np.allclose(steps.observation[LIMIT - 1], steps.next_observation[LIMIT - 1])
     assert float(steps.state.info["steps"][LIMIT - 1]) == 0.0
@@ -155,3 +168,29 @@ def test_playground_env_through_the_same_adapter():
     terminated, truncated = run(jax.random.PRNGKey(0))
     assert not terminated.any()
     np.testing.assert_array_equal(np.flatnonzero(truncated), [3])
+
+
+@pytest.mark.slow
+def test_compiled_sac_trains_on_a_brax_env(pendulum):
+    from kitae.algos.sac import SAC, SACParams
+    from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig
+
+    config = AlgoConfig(
+        seed=0,
+        algo_params=SACParams(hidden_sizes=(16,), start_step=32, skip_steps=16),
+        update_cfg=UpdateConfig(max_buffer_size=128, batch_size=16, n_epochs=1),
+        train_cfg=TrainConfig(n_env_steps=64, progress_bar=False),
+        env_cfg=EnvConfig(
+            pendulum.name, pendulum.observation_space, pendulum.action_space, n_envs=2
+        ),
+    )
+    agent = SAC("brax-sac", config)
+    before = jax.device_get(agent.state.actor.params)
+    summary = agent.train(pendulum, 64)
+    assert summary["env_steps"] == agent.env_steps == 64
+    assert summary["n_updates"] == 3  # at 32, 48 and 64 transitions
+    after = jax.device_get(agent.state.actor.params)
+    assert any(
+        not np.array_equal(a, b)
+        for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True)
+    )

@@ -5,6 +5,9 @@ path: a context ``(a, b)`` is drawn at reset; the observation is either ``"image
 (``uint8[10, 10, 2]``, channel ``a`` lit) or ``"dict"`` (``image: uint8[10, 10, 3]`` with channel
 ``a`` lit, ``vector: float32[4]`` filled with ``2b - 1``). Discrete actions: action ``2a + b``
 pays 1. Continuous actions ``[2]``: the reward is highest at ``(2a - 1, 2b - 1)``.
+
+The Q models (``kitae.models``) get their encoder the same way, from their stacked frames; and
+DQN learns ``envs.PixelGoal`` (the goal's quadrant, shown by one lit pixel) with the MinAtar CNN.
 """
 
 from __future__ import annotations
@@ -12,15 +15,18 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 
+import flax.linen as nn
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from envs import PixelGoal, make_vec, pixel_goal_observations
 from flax import struct
 from gymnax.environments import spaces as gymnax_spaces
 from helpers import assert_trees_equal, small_config
 
+import kitae.models.q_models as q_models
 from kitae.algos.alphazero import AlphaZero, AlphaZeroParams
 from kitae.algos.c51 import C51, C51Params
 from kitae.algos.dqn import DQN, DQNParams
@@ -35,10 +41,11 @@ from kitae.compiled import config_for_jax_env
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, validate_config
 from kitae.envs.jax_env import make_jax_env
 from kitae.evaluation import evaluate
+from kitae.models import DDQNModel, IQNModel, QModelParams
+from kitae.modules import encoders as encoders_module
 from kitae.modules.encoders import (
     Encoder,
     EncoderSpec,
-    ResidualBlock,
     dummy_observation,
     encoder_spec,
     image_layout,
@@ -47,6 +54,7 @@ from kitae.modules.encoders import (
 )
 from kitae.modules.modules import init_params
 from kitae.modules.policy import actor_critic_factory
+from kitae.modules.qvalue import qvalue_factory
 from kitae.modules.train_state import TrainState
 
 KEY = jax.random.PRNGKey(0)
@@ -140,8 +148,34 @@ def test_impala_resnet_stacks_parameters_features_and_pixel_scaling():
     assert small.shape == (1, 2 * 2 * 32)
 
 
+@pytest.mark.parametrize("matmul", [True, False], ids=["patches", "lax-conv"])
+@pytest.mark.parametrize(
+    ("features", "kernel", "strides", "padding", "shape"),
+    [
+        (16, (3, 3), (1, 1), "VALID", (3, 10, 10, 4)),  # MinAtar
+        (32, (8, 8), (4, 4), "VALID", (2, 84, 84, 4)),  # Nature, first layer
+        (64, (4, 4), (2, 2), "VALID", (2, 20, 20, 32)),  # Nature, second layer
+        (8, (3, 3), (1, 1), "SAME", (2, 9, 9, 3)),  # IMPALA
+        (8, (3, 2), (2, 1), "SAME", (2, 9, 8, 5)),  # odd sizes and unequal strides
+    ],
+)
+def test_conv_computes_flax_conv_with_the_same_parameters(
+    monkeypatch, matmul, features, kernel, strides, padding, shape
+):
+    monkeypatch.setattr(encoders_module, "_conv_as_matmul", lambda: matmul)
+    x = jax.random.normal(KEY, shape)
+    ours = encoders_module.Conv(features, kernel, strides, padding)
+    reference = nn.Conv(features, kernel, strides, padding)
+    params = reference.init(jax.random.PRNGKey(1), x)
+    assert_trees_equal(ours.init(jax.random.PRNGKey(1), x), params)  # names, shapes, init
+    params = jax.tree.map(lambda v: v + jax.random.normal(KEY, v.shape), params)  # bias != 0
+    np.testing.assert_allclose(
+        ours.apply(params, x), reference.apply(params, x), rtol=1e-4, atol=1e-4
+    )
+
+
 def test_impala_residual_block_adds_its_input():
-    block = ResidualBlock(4)
+    block = encoders_module.ResidualBlock(4)  # looked up where ImpalaCNN finds it
     x = jax.random.normal(KEY, (1, 5, 5, 4))
     zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(block.init, KEY, x))
     apply = jax.jit(block.apply)
@@ -150,6 +184,58 @@ def test_impala_residual_block_adds_its_input():
         lambda p, v: jnp.ones_like(v) if "Conv_1" in str(p) and "bias" in str(p) else v, zeros
     )
     np.testing.assert_allclose(apply(bias, x), x + 1.0)
+
+
+def shapes_of(module, space) -> dict:
+    """Parameter shapes of ``module`` on observations of ``space``, without computing them."""
+    params = jax.eval_shape(module.init, KEY, dummy_observation(space))["params"]
+    return jax.tree.map(lambda x: x.shape, params)
+
+
+@pytest.mark.parametrize(
+    ("shape", "hidden", "conv_kernels", "dense"),
+    [
+        # Mnih et al. 2015: 32 8x8/4, 64 4x4/2, 64 3x3/1 on 84x84x4, then 512 units
+        ((84, 84, 4), 512, [(8, 8, 4, 32), (4, 4, 32, 64), (3, 3, 64, 64)], (7 * 7 * 64, 512)),
+        # Young & Tian 2019: 16 3x3/1 on 10x10xC, then 128 units
+        ((10, 10, 4), 128, [(3, 3, 4, 16)], (8 * 8 * 16, 128)),
+    ],
+    ids=["nature", "minatar"],
+)
+def test_q_networks_on_frames_have_the_papers_layers(shape, hidden, conv_kernels, dense):
+    space = box(shape, U8, high=255)
+    module = qvalue_factory(space, gym.spaces.Discrete(6), hidden_sizes=(hidden,))
+    params = shapes_of(module, space)
+    kind = "nature_cnn" if shape[0] == 84 else "minatar_cnn"
+    convs = params["Encoder_0"][kind]
+    assert [convs[f"Conv_{i}"]["kernel"] for i in range(len(convs))] == conv_kernels
+    assert params["MLP_0"]["Dense_0"]["kernel"] == dense
+    assert params["Dense_0"]["kernel"] == (hidden, 6)  # one Q-value per action
+
+
+def test_impala_stacks_have_the_papers_layers_and_resolutions():
+    # Espeholt et al. 2018: 3 stacks of [conv 3x3, max-pool 3x3/2, 2 residual blocks of 2 convs]
+    # with 16, 32, 32 channels
+    frames = box((64, 64, 3), U8, high=255)
+    module = Encoder(encoder_spec(frames, "impala"))
+    params = shapes_of(module, frames)["impala"]
+    assert [params[f"Conv_{i}"]["kernel"] for i in range(3)] == [
+        (3, 3, 3, 16),
+        (3, 3, 16, 32),
+        (3, 3, 32, 32),
+    ]
+    blocks = [params[f"ResidualBlock_{i}"] for i in range(6)]
+    assert len(params) == 3 + 6
+    for i, c in enumerate((16, 16, 32, 32, 32, 32)):
+        assert blocks[i]["Conv_0"]["kernel"] == blocks[i]["Conv_1"]["kernel"] == (3, 3, c, c)
+    variables = module.init(KEY, dummy_observation(frames))
+    _, state = module.apply(variables, dummy_observation(frames), capture_intermediates=True)
+    out = state["intermediates"]["impala"]
+    assert [out[f"ResidualBlock_{i}"]["__call__"][0].shape for i in (1, 3, 5)] == [
+        (1, 32, 32, 16),  # 64 -> 32 -> 16 -> 8: each stack's pool halves the resolution
+        (1, 16, 16, 32),
+        (1, 8, 8, 32),
+    ]
 
 
 @pytest.mark.parametrize("kind", ["nature_cnn", "minatar_cnn"])
@@ -209,6 +295,25 @@ def test_dict_encoder_concatenates_each_keys_features_in_sorted_key_order():
     np.testing.assert_array_equal(features[:, :1024], image_only)
 
 
+def test_dict_features_do_not_depend_on_the_key_order():
+    image, vector = box((10, 10, 3), U8, high=255), box((4,), low=-1)
+    forward = gym.spaces.Dict(OrderedDict([("image", image), ("vector", vector)]))
+    backward = gym.spaces.Dict(OrderedDict([("vector", vector), ("image", image)]))
+    assert list(backward.spaces) == ["vector", "image"]
+    spec = encoder_spec(forward)
+    assert encoder_spec(backward) == spec
+    module, params = init_encoder(encoder_spec(backward), backward)
+    observations = {
+        "image": jax.random.randint(KEY, (2, 10, 10, 3), 0, 256).astype(jnp.uint8),
+        "vector": jnp.array([[0.5, -0.5, 0.25, 1.0], [1.0, 0.0, -1.0, 0.5]]),
+    }
+    reordered = {"vector": observations["vector"], "image": observations["image"]}
+    features = module.apply(params, observations)
+    np.testing.assert_array_equal(module.apply(params, reordered), features)
+    np.testing.assert_array_equal(Encoder(spec).apply(params, observations), features)
+    np.testing.assert_array_equal(features[:, -4:], observations["vector"])  # "vector" sorts last
+
+
 # ---- choosing the encoder ------------------------------------------------------------------------
 
 
@@ -225,6 +330,7 @@ def test_dict_encoder_concatenates_each_keys_features_in_sorted_key_order():
         (box((4, 84, 84, 1), U8, high=255), "nature_cnn", "shwc"),
         (box((10, 10, 4), np.bool_), "minatar_cnn", "hwc"),
         (box((4, 10, 10)), "minatar_cnn", "chw"),
+        (box((2, 10, 10, 4)), "minatar_cnn", "shwc"),  # a stack of MinAtar frames
         (box((10, 10)), "flatten", "hwc"),  # a 10x10 grid without channels is no MinAtar frame
         (box((64, 64, 3), U8, high=255), "flatten", "hwc"),  # other images: name a kind
     ],
@@ -606,22 +712,32 @@ def compiled_agent(name: str, kind: str):
     return agent_cls(name, config, **kwargs), jax_env
 
 
+def online_params(agent) -> list:
+    """The online params of every TrainState of ``agent``."""
+    states = jax.tree.leaves(agent.state, is_leaf=lambda x: isinstance(x, TrainState))
+    return [s.params for s in states if isinstance(s, TrainState)]
+
+
 @pytest.mark.parametrize("name", [*AGENTS, "alphazero"])
-def test_every_agent_builds_its_networks_on_an_image_space_with_the_minatar_cnn(name):
-    agent, _ = compiled_agent(name, "image")
+def test_every_agent_trains_its_minatar_cnns_on_image_observations(name):
+    # the gymnasium loop; AlphaZero plans on JAX envs only: the compiled path
+    agent, env = (
+        compiled_agent(name, "image") if name == "alphazero" else gymnasium_agent(name, "image")
+    )
     assert agent.config.env_cfg.observation_space.shape == (10, 10, 2)
-    online = [
-        s.params
-        for s in jax.tree.leaves(agent.state, is_leaf=lambda x: isinstance(x, TrainState))
-        if isinstance(s, TrainState)
-    ]
-    kernels = [x for path, x in encoder_leaves(online) if "kernel" in path]
+    kernels = [x for path, x in encoder_leaves(online_params(agent)) if "kernel" in path]
     assert len(kernels) == N_NETWORKS.get(name, 1) * (2 if name == "ppo" else 1)  # actor, critic
     n_critics = {"sac": 2, "sac-discrete": 2, "td3": 2, "ddpg": 1}
     for x in kernels:  # the critic ensembles stack their members' kernels
         assert x.shape[-4:] == (3, 3, 2, 16) and x.ndim in (4, 5)
         if x.ndim == 5:
             assert x.shape[0] == n_critics[name]
+    before = jax.device_get(agent.state)
+    assert agent.train(env, N_ENV_STEPS)["n_updates"] >= 1
+    assert_the_encoder_learned(before, jax.device_get(agent.state), N_NETWORKS.get(name, 1))
+    if name != "alphazero":
+        actions, _ = agent.select_action(env.reset(seed=1)[0])
+        assert np.shape(actions)[0] == 2
 
 
 def test_the_encoder_field_overrides_the_automatic_choice():
@@ -654,15 +770,6 @@ def test_every_agent_trains_on_dict_observations_on_the_compiled_path(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(AGENTS))
-def test_every_agent_trains_on_image_observations_on_the_gymnasium_loop(name):
-    agent, env = gymnasium_agent(name, "image")
-    before = jax.device_get(agent.state)
-    assert agent.train(env, N_ENV_STEPS)["n_updates"] >= 1
-    assert_the_encoder_learned(before, jax.device_get(agent.state), N_NETWORKS.get(name, 1))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", [*AGENTS, "alphazero"])
 def test_every_agent_trains_on_image_observations_on_the_compiled_path(name):
     agent, jax_env = compiled_agent(name, "image")
     before = jax.device_get(agent.state)
@@ -757,3 +864,92 @@ def test_breakout_minatar_trains_with_the_automatic_minatar_cnn(name):
     assert summary["n_updates"] >= 3 and summary["episodes"] > 0
     assert_the_encoder_learned(before, jax.device_get(agent.state), 2 if name == "ppo" else 1)
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(jax.device_get(agent.state.params)))
+
+
+# ---- models: the same encoder option on stacked frames -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("frame", "n_frames", "stacked"),
+    [
+        ((3,), 2, (6,)),  # vectors stay flat
+        (5, 3, (15,)),
+        ((10, 10, 4), 1, (10, 10, 4)),  # one frame: its own shape
+        ((84, 84), 4, (4, 84, 84)),  # grayscale frames: one channel each
+        ((10, 10, 4), 2, (2, 10, 10, 4)),  # channels-last frames: a stack
+        ((4, 10, 10), 2, (8, 10, 10)),  # channels-first frames: their channels in a row
+        ((2, 84, 84, 1), 2, (4, 84, 84, 1)),
+    ],
+    ids=["vector", "int", "one-frame", "hw", "hwc", "chw", "shwc"],
+)
+def test_model_stacks_are_laid_out_as_images(frame, n_frames, stacked):
+    assert q_models.stacked_observation_shape(frame, n_frames) == stacked
+
+
+def test_model_stacks_keep_each_frames_channels_together():
+    # the memory's stack is frame 0 then frame 1, each flattened; channels-first frames
+    frames = np.arange(2 * 3 * 4 * 4, dtype=np.float32).reshape(2, 3, 4, 4)
+    stack = frames.reshape(-1).reshape(q_models.stacked_observation_shape((3, 4, 4), 2))
+    np.testing.assert_array_equal(stack[:3], frames[0])
+    np.testing.assert_array_equal(stack[3:], frames[1])
+    frames = frames.reshape(2, 4, 4, 3)  # channels-last frames
+    stack = frames.reshape(-1).reshape(q_models.stacked_observation_shape((4, 4, 3), 2))
+    np.testing.assert_array_equal(stack, frames)
+
+
+def test_q_models_pick_the_encoder_of_their_frames_and_train_it():
+    params = QModelParams(n_frames=2, memory_size=32, batch_size=4, epsilon=0.0)
+    iqn = IQNModel((10, 10, 1), 4, params, IQNParams(hidden_sizes=(8,), n_cosines=4))
+    model = DDQNModel((10, 10, 1), 4, params, DQNParams(hidden_sizes=(8,)))
+    for agent in (iqn.agent, model.agent):
+        assert network_encoder(agent.config) == EncoderSpec("minatar_cnn", "shwc")
+        kernels = [x for p, x in encoder_leaves(agent.state.params) if "kernel" in p]
+        assert [x.shape for x in kernels] == [(3, 3, 2, 16)]  # two stacked frames: two channels
+    images, _ = pixel_goal_observations()
+    for t in range(8):  # frames scaled to [0, 1]: the memory stores float32
+        obs = images[t].astype(np.float32) / 255.0
+        model.memory.add(obs, model.take_action(obs), 1.0, True)
+    before = jax.device_get(model.agent.state)
+    assert float(model.train_step()) > 0.0
+    assert_the_encoder_learned(before, jax.device_get(model.agent.state), 1)
+
+
+def test_q_models_take_the_encoder_field_and_reject_one_that_does_not_fit():
+    params = QModelParams(memory_size=8, batch_size=2)
+    impala = DDQNModel((12, 12, 3), 2, params, DQNParams(hidden_sizes=(8,), encoder="impala"))
+    assert network_encoder(impala.agent.config) == EncoderSpec("impala", "hwc")
+    assert "impala" in impala.agent.state.params["params"]["Encoder_0"]
+    flat = DDQNModel((10, 10, 4), 2, params, DQNParams(hidden_sizes=(8,), encoder="flatten"))
+    assert flat.agent.state.params["params"]["MLP_0"]["Dense_0"]["kernel"].shape == (400, 8)
+    with pytest.raises(ValueError, match=r"algo_params.encoder='nature_cnn' does not fit"):
+        DDQNModel((3,), 2, params, DQNParams(encoder="nature_cnn"))
+
+
+# ---- a tiny pixel env, learned ------------------------------------------------------------------
+
+
+def greedy_accuracy(agent) -> float:
+    """The fraction of the goal cells of :class:`PixelGoal` whose greedy action pays."""
+    images, best = pixel_goal_observations()
+    actions, _ = agent.select_action(images)
+    return float(np.mean(np.asarray(actions) == best))
+
+
+@pytest.mark.slow
+def test_dqn_with_the_minatar_cnn_learns_where_the_goal_is_from_pixels():
+    env = make_vec(PixelGoal, 8)
+    params = {
+        "hidden_sizes": (64,),
+        "start_step": 64,
+        "skip_steps": 4,
+        "exploration_fraction": 0.3,
+        "exploration_end": 0.05,
+        "gamma": 0.9,
+    }
+    update = {"learning_rate": 3e-3, "max_buffer_size": 1024, "batch_size": 32, "n_epochs": 1}
+    config = small_config(DQNParams, env, params=params, update=update, n_env_steps=1600)
+    agent = DQN("pixel-goal", config)
+    assert network_encoder(config) == EncoderSpec("minatar_cnn", "hwc")
+    assert greedy_accuracy(agent) < 0.5  # untrained: the bar is not met
+    agent.train(env)
+    assert greedy_accuracy(agent) >= 0.95

@@ -349,6 +349,121 @@ def test_prioritized_replay_draws_only_held_stacks_and_stored_windows(length, ex
     assert_exact(batch, records)
 
 
+# ---- pixel frames ------------------------------------------------------------------------------
+
+PIXELS = (6, 6)
+
+
+def pixel_frame(game: int, t: int) -> np.ndarray:
+    """The ``uint8[6, 6]`` frame of step ``t`` of game ``game``: ``(190 + 40 game + 9 t + 6 i + j)
+    % 256`` at pixel ``(i, j)``, so values run through 255 back to 0 and no two frames (nor a
+    frame and its transpose) are alike."""
+    i, j = np.meshgrid(np.arange(6), np.arange(6), indexing="ij")
+    return ((190 + 40 * game + 9 * t + 6 * i + j) % 256).astype(np.uint8)
+
+
+def pixel_stack(game: int, t: int) -> np.ndarray:
+    """``uint8[4, 6, 6]``: frames ``t - 3 .. t`` of the game, zeros before its first frame."""
+    zero = np.zeros(PIXELS, np.uint8)
+    return np.stack([pixel_frame(game, u) if u >= 0 else zero for u in range(t - 3, t + 1)])
+
+
+def pixel_steps(episodes: list[tuple[int, str]]) -> tuple[list[Experience], dict]:
+    """One env's vector steps (``[1, ...]`` leaves) for episodes of ``(length, end)``, ``end``
+    "done", "truncated" or "running"; ``action`` is ``100 game + t``. Returns the steps and
+    ``action -> (game, t)``."""
+    steps, ids = [], {}
+    for game, (length, end) in enumerate(episodes):
+        for t in range(length):
+            last = t == length - 1
+            ids[100 * game + t] = (game, t)
+            steps.append(
+                Experience(
+                    observation=pixel_stack(game, t)[None],
+                    action=np.array([100 * game + t], np.int32),
+                    reward=np.array([t], np.float32),
+                    done=np.array([last and end == "done"]),
+                    next_observation=pixel_stack(game, t + 1)[None],
+                    truncated=np.array([last and end == "truncated"]),
+                )
+            )
+    return steps, ids
+
+
+@pytest.mark.parametrize("chunk", [1, 6], ids=["add", "add-batch-6"])
+def test_uint8_pixel_frames_round_trip_across_the_rings_wraparound(chunk):
+    # Games of 7 steps (8 slots each: 7 transitions and the final frame) and 2 steps of a third,
+    # in a ring of 12 slots: 19 slots written, the newest 12 (7..18) held. Game 1 lies in slots
+    # 8..15, physically 8..11 then 0..3; game 2 in 16, 17 and its pending next frame 18 (4..6).
+    steps, ids = pixel_steps([(7, "done"), (7, "truncated"), (2, "running")])
+    buffer = make_frame_stack_replay_buffer(12, 1, 4)
+    state = fill(buffer, steps, chunk)
+    assert state.frames.dtype == jnp.uint8 and state.frames.shape == (12, 1, *PIXELS)
+    frames = np.asarray(state.frames)[:, 0]
+    # storage round trip: each frame once, bit for bit, at its slot of the ring
+    for slot, (game, t) in {
+        8: (1, 0),
+        11: (1, 3),
+        0: (1, 4),
+        3: (1, 7),
+        4: (2, 0),
+        6: (2, 2),
+    }.items():
+        np.testing.assert_array_equal(frames[slot], pixel_frame(game, t), err_msg=f"slot {slot}")
+    assert frames.max() == 255 and frames[frames > 0].min() < 10  # through 255 and past 0
+    # Game 0's transitions need frames of slots 0..3, overwritten by game 1: never drawn.
+    expected = [100 + t for t in range(7)] + [200, 201]
+    batch = gather(buffer, state, *sampleable(buffer, state))
+    assert sorted(np.asarray(batch.action).tolist()) == expected
+    draws = jit_sample(buffer, state, jax.random.PRNGKey(0), 256)
+    assert set(np.asarray(draws.action).tolist()) == set(expected)
+    for sample in (batch, draws):
+        assert sample.observation.dtype == jnp.uint8 and sample.next_observation.dtype == jnp.uint8
+        assert sample.observation.shape[1:] == (4, *PIXELS)
+        obs, nxt = np.asarray(sample.observation), np.asarray(sample.next_observation)
+        for i, key in enumerate(np.asarray(sample.action).tolist()):
+            game, t = ids[key]
+            np.testing.assert_array_equal(obs[i], pixel_stack(game, t), err_msg=f"{key}")
+            np.testing.assert_array_equal(nxt[i], pixel_stack(game, t + 1), err_msg=f"{key}")
+    batch = jax.tree.map(np.asarray, batch)
+    row = {k: i for i, k in enumerate(batch.action.tolist())}
+    # game 1, t = 6 (slot 14, physically 2): frames t = 3..6 from physical slots 11, 0, 1, 2,
+    # and the true final frame (t = 7, physical slot 3) of a truncated game in its next stack
+    i = row[106]
+    assert batch.observation[i, :, 0, 0].tolist() == [(230 + 9 * u) % 256 for u in (3, 4, 5, 6)]
+    assert batch.next_observation[i, :, 0, 0].tolist() == [
+        (230 + 9 * u) % 256 for u in (4, 5, 6, 7)
+    ]
+    assert batch.truncated[i] and not batch.done[i]
+    # game 2 starts after slot 15 (physically 3): zero padding, nothing of game 1
+    assert not batch.observation[row[200], :3].any() and batch.observation[row[200], 3].all()
+    assert not batch.observation[row[201], :2].any()
+    assert int(state.mismatches) == 0
+
+
+def test_a_million_atari_transitions_fit_in_8_gb():
+    # shapes only: nothing is allocated
+    n_envs, capacity = 8, 1_000_000
+    example = Experience(
+        observation=jax.ShapeDtypeStruct((n_envs, 4, 84, 84), jnp.uint8),
+        action=jax.ShapeDtypeStruct((n_envs,), jnp.int32),
+        reward=jax.ShapeDtypeStruct((n_envs,), jnp.float32),
+        done=jax.ShapeDtypeStruct((n_envs,), bool),
+        next_observation=jax.ShapeDtypeStruct((n_envs, 4, 84, 84), jnp.uint8),
+        log_prob=jax.ShapeDtypeStruct((n_envs,), jnp.float32),
+        truncated=jax.ShapeDtypeStruct((n_envs,), bool),
+    )
+    for prioritized in (False, True):
+        buffer = make_replay_buffer(capacity, n_envs, prioritized=prioritized, frame_stack=(4, 0))
+        state = jax.eval_shape(buffer.init, example)
+        assert state.frames.shape == (125_000, 8, 84, 84) and state.frames.dtype == jnp.uint8
+        total = sum(np.prod(x.shape) * x.dtype.itemsize for x in jax.tree.leaves(state))
+        # 7,056 bytes of frame per slot and at most 32 bytes of fields and indices
+        assert 7_056 * capacity <= total <= 7_088 * capacity <= 8 * 10**9
+        # storing observation and next_observation as float32 would take 225.8 GB
+        assert 2 * 4 * 84 * 84 * 4 * capacity > 28 * total
+
+
 # ---- memory ------------------------------------------------------------------------------------
 
 
@@ -488,8 +603,8 @@ def dqn_config(env, n_env_steps: int = 80, **update) -> AlgoConfig:
 
 
 def test_dqn_trains_on_the_gymnasium_path_with_frame_stack_replay():
-    env = make_vec([3, 4], image=True)  # observations uint8[3, 4, 4]: "auto" picks frame replay
-    agent = DQN("frames", dqn_config(env))
+    env = make_vec([3, 4], image=True)  # observations uint8[3, 4, 4]
+    agent = DQN("frames", dqn_config(env, frame_stack_replay=True))
     assert isinstance(agent.replay_buffer, FrameStackReplayBuffer)
     agent.train(env, 80)
     assert agent.n_updates > 0 and np.isfinite(agent.last_info["loss_qvalue"])
@@ -505,6 +620,17 @@ def test_dqn_trains_on_the_gymnasium_path_with_frame_stack_replay():
         np.testing.assert_array_equal(o, np.tile(stack(game, t)[:, None], (1, 4, 2)))
         np.testing.assert_array_equal(n[:-1], o[1:])
         np.testing.assert_array_equal(n[-1, 0, :2], [game + 1, t + 2])
+    # observations and next observations reach the network as uint8 (its encoder scales pixels)
+    seen = []
+
+    def apply_fn(params, x, *args, **kwargs):
+        seen.append(x.dtype)
+        return agent.state.apply_fn(params, x, *args, **kwargs)
+
+    state = agent.state.replace(apply_fn=apply_fn)
+    processed = jax.jit(agent.process_experience_fn)(state, jax.random.PRNGKey(1), batch)
+    jax.jit(agent.update_step_fn)(state, jax.random.PRNGKey(2), processed)
+    assert len(seen) >= 2 and set(seen) == {jnp.dtype(jnp.uint8)}
 
 
 class JaxFrames:
@@ -563,7 +689,8 @@ def test_dqn_trains_on_the_compiled_path_with_frame_stack_replay():
 
 def test_checkpoints_save_and_restore_the_frame_stack_buffer(tmp_path):
     env = make_vec([3, 4], image=True)
-    agent = DQN("frames", dqn_config(env))
+    agent = DQN("frames", dqn_config(env))  # "auto" picks frame replay for uint8[3, 4, 4]
+    assert isinstance(agent.replay_buffer, FrameStackReplayBuffer)
     agent.train(env, 40)
     agent.save(tmp_path)
     restored = DQN("frames", dqn_config(make_vec([3, 4], image=True)))
@@ -571,6 +698,14 @@ def test_checkpoints_save_and_restore_the_frame_stack_buffer(tmp_path):
     assert isinstance(restored.buffer_state, FrameStackReplayBufferState)
     assert int(restored.buffer_state.count.sum()) == 40
     assert_trees_equal(restored.buffer_state, agent.buffer_state)
+    # the resumed buffer draws the same batches, frames still uint8
+    for state in (agent.buffer_state, restored.buffer_state):
+        batch = jit_sample(agent.replay_buffer, state, jax.random.PRNGKey(3), 16)
+        assert batch.observation.dtype == jnp.uint8
+        if state is agent.buffer_state:
+            before = batch
+    assert_trees_equal(batch, before)
+    assert np.asarray(batch.observation).any()
     flat = DQN("frames", dqn_config(make_vec([3, 4], image=True), frame_stack_replay=False))
     with pytest.raises(ValueError, match="frame_stack_replay"):
         flat.restore(tmp_path)

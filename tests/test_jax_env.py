@@ -349,3 +349,76 @@ def test_make_jax_env_rejects_non_gymnax_objects():
         gym_env.close()
     with pytest.raises(TypeError, match="not a gymnax environment"):
         make_jax_env(object())
+
+
+# ---- MinAtar (gymnax) ---------------------------------------------------------------------------
+
+MINATAR = [
+    ("Breakout-MinAtar", 4, 3),
+    ("Asterix-MinAtar", 4, 5),
+    ("SpaceInvaders-MinAtar", 6, 4),
+    ("Freeway-MinAtar", 7, 3),
+]
+"""MinAtar games: id, channels of the 10x10 grid, actions."""
+
+
+@pytest.mark.parametrize(("env_id", "channels", "n_actions"), MINATAR, ids=[m[0] for m in MINATAR])
+def test_minatar_ids_name_gymnax_envs_with_10x10_grids_and_the_minatar_cnn(
+    env_id, channels, n_actions
+):
+    from kitae.cli.runs import gymnax_id
+    from kitae.modules.encoders import EncoderSpec, encoder_spec
+
+    assert gymnax_id(f"gymnax:{env_id}") == gymnax_id(env_id) == env_id
+    env = make_jax_env(env_id)
+    assert env.name == env_id and not env.legacy_api
+    assert env.observation_space == gym.spaces.Box(0.0, 1.0, (10, 10, channels), np.float32)
+    assert env.action_space == gym.spaces.Discrete(n_actions)
+    assert encoder_spec(env.observation_space) == EncoderSpec("minatar_cnn", "hwc")
+
+
+def test_the_command_line_builds_dqn_on_minatar_with_the_minatar_cnn():
+    from kitae.algos.dqn import DQN
+    from kitae.cli.runs import build_config, default_spec, make_env
+
+    spec = default_spec("dqn", "gymnax:Breakout-MinAtar")
+    # MinAtar's own DQN settings (kitae.zoo), for every game, with or without the prefix
+    assert spec.update_cfg.learning_rate == 2.5e-4 and spec.algo_params.start_step == 5000
+    assert spec.algo_params.target_update_period == 1000 and spec.n_envs == 1
+    assert default_spec("dqn", "Freeway-MinAtar").algo_params.hidden_sizes == (128,)
+    env = make_env(spec.env, 2)
+    assert isinstance(env, JaxEnv) and env.name == "Breakout-MinAtar"
+    agent = DQN("minatar", build_config(spec, env))
+    flat = jax.tree_util.tree_flatten_with_path(agent.state.params)[0]
+    kernels = [x.shape for p, x in flat if "minatar_cnn" in str(p) and "kernel" in str(p)]
+    assert kernels == [(3, 3, 4, 16)]  # 16 3x3 filters over the 4 channels
+    torso = [x.shape for p, x in flat if "MLP_0" in str(p) and "kernel" in str(p)]
+    assert torso == [(8 * 8 * 16, 128)]  # the 8x8x16 features into 128 units
+
+
+def test_ppo_on_minatar_starts_from_purejaxqls_settings():
+    from kitae.cli.runs import build_config, default_spec, make_env
+    from kitae.config import validate_config
+
+    spec = default_spec("ppo", "gymnax:SpaceInvaders-MinAtar")
+    assert spec.n_envs == 64 and spec.update_cfg.max_buffer_size == 64 * 128
+    assert spec.update_cfg.batch_size == 1024 and spec.update_cfg.learning_rate == 5e-3
+    assert spec.algo_params.entropy_coef == 1e-4 and spec.algo_params.encoder == "minatar_cnn"
+    validate_config(build_config(spec, make_env(spec.env, spec.n_envs)))
+    assert default_spec("ppo", "CartPole-v1").n_envs == 8  # other envs keep their own
+
+
+@pytest.mark.slow
+def test_cli_trains_dqn_on_minatar_on_the_compiled_path(tmp_cwd, capsys):
+    import json
+
+    from kitae.cli import main
+
+    args = ["train", "dqn", "--env", "gymnax:Breakout-MinAtar", "--n-envs", "2"]
+    args += ["--train-cfg.n-env-steps", "256", "--update-cfg.max-buffer-size", "256"]
+    args += ["--update-cfg.batch-size", "32", "--update-cfg.n-epochs", "1"]
+    args += ["--algo-params.start-step", "128", "--algo-params.skip-steps", "128"]
+    args += ["--algo-params.hidden-sizes", "16", "--eval-episodes", "0", "--quiet"]
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["env_steps"] == 256 and report["n_updates"] == 2

@@ -26,6 +26,7 @@ from kitae.algos.dqn import (
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, check_int_param
 from kitae.distributional import categorical_atoms, categorical_q_values, categorical_td_loss
+from kitae.masking import action_mask
 from kitae.modules.distributional import categorical_qvalue_factory
 from kitae.modules.train_state import TrainState
 from kitae.types import Params
@@ -102,7 +103,7 @@ def explore_factory(config: AlgoConfig) -> Callable:
     ) -> tuple[jax.Array, jax.Array]:
         atoms = categorical_atoms(p.v_min, p.v_max, p.n_atoms)
         qvalues = categorical_q_values(state.apply_fn(state.params, observations), atoms)
-        return epsilon_greedy(key, qvalues, exploration)
+        return epsilon_greedy(key, qvalues, exploration, action_mask(observations))
 
     return explore_fn
 
@@ -123,7 +124,10 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
         if p.double_q:
             q_online = categorical_q_values(state.apply_fn(state.params, t.next_observation), atoms)
         next_actions = select_bootstrap_actions(
-            q_online, categorical_q_values(logits_target, atoms), p.double_q
+            q_online,
+            categorical_q_values(logits_target, atoms),
+            p.double_q,
+            action_mask(t.next_observation),
         )
         logits_next = logits_target[jnp.arange(next_actions.shape[0]), next_actions]
         probs = jax.lax.stop_gradient(jax.nn.softmax(logits_next, axis=-1))

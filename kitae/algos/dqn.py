@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import distrax
 import flax.linen as nn
 import gymnasium as gym
 import jax
@@ -34,6 +33,8 @@ from kitae.config import (
     check_tau,
 )
 from kitae.loss import loss_huber, loss_mean_squared_error
+from kitae.masking import action_mask, masked_argmax
+from kitae.masking import epsilon_greedy as masked_epsilon_greedy
 from kitae.modules.encoders import network_encoder
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
@@ -231,17 +232,22 @@ def bootstrap_transition(experience: Experience, gamma: float) -> BootstrapTrans
 
 
 def select_bootstrap_actions(
-    q_online_tp1: jax.Array | None, q_target_tp1: jax.Array, double_q: bool
+    q_online_tp1: jax.Array | None,
+    q_target_tp1: jax.Array,
+    double_q: bool,
+    mask_tp1: jax.Array | None = None,
 ) -> jax.Array:
-    """``int32[B]`` bootstrap actions: the online argmax (double-Q) or the target argmax.
+    """``int32[B]`` bootstrap actions: the online argmax (double-Q) or the target argmax, over
+    the valid actions of the next observations.
 
     Args:
         q_online_tp1: online Q-values of the next observations ``[B, A]`` (double-Q only).
         q_target_tp1: target Q-values of the next observations ``[B, A]``.
         double_q: select with the online network.
+        mask_tp1: ``bool[B, A]`` valid next actions (see :mod:`kitae.masking`), or ``None``.
     """
     q = q_online_tp1 if double_q else q_target_tp1
-    return jnp.argmax(q, axis=-1).astype(jnp.int32)
+    return masked_argmax(q, mask_tp1)
 
 
 def epsilon_schedule(params: DQNParams, n_env_steps: int) -> LinearSchedule:
@@ -321,21 +327,26 @@ def train_state_dqn_factory(
 
 
 def epsilon_greedy(
-    key: jax.Array, qvalues: jax.Array, epsilon: float | jax.Array
+    key: jax.Array,
+    qvalues: jax.Array,
+    epsilon: float | jax.Array,
+    mask: jax.Array | None = None,
 ) -> tuple[jax.Array, jax.Array]:
-    """Epsilon-greedy ``(actions [B], log_probs [B])`` over ``qvalues [B, A]``."""
-    return distrax.EpsilonGreedy(qvalues, epsilon).sample_and_log_prob(seed=key)
+    """Epsilon-greedy ``(actions [B], log_probs [B])`` over ``qvalues [B, A]``, among the valid
+    actions of ``mask`` (``bool[B, A]``) when given (see :func:`kitae.masking.epsilon_greedy`)."""
+    return masked_epsilon_greedy(key, qvalues, epsilon, mask)
 
 
 def explore_factory(config: AlgoConfig) -> Callable:
     """``explore_fn(state, key, observations [B, ...], exploration) -> (actions, log_probs)``,
-    epsilon-greedy with ``epsilon = exploration``."""
+    epsilon-greedy with ``epsilon = exploration`` among the valid actions of an action mask."""
     del config
 
     def explore_fn(
         state: TrainState, key: jax.Array, observations: jax.Array, exploration: float | jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        return epsilon_greedy(key, state.apply_fn(state.params, observations), exploration)
+        qvalues = state.apply_fn(state.params, observations)
+        return epsilon_greedy(key, qvalues, exploration, action_mask(observations))
 
     return explore_fn
 
@@ -352,7 +363,9 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
         t = bootstrap_transition(experience, p.gamma)
         next_q_target = state.apply_fn(state.target_params, t.next_observation)
         next_q_online = state.apply_fn(state.params, t.next_observation) if p.double_q else None
-        next_actions = select_bootstrap_actions(next_q_online, next_q_target, p.double_q)
+        next_actions = select_bootstrap_actions(
+            next_q_online, next_q_target, p.double_q, action_mask(t.next_observation)
+        )
         next_values = jnp.take_along_axis(next_q_target, next_actions[:, None], axis=-1)[:, 0]
         targets = compute_td_targets(t.reward, t.discount, next_values)
         return DQNBatch(t.observation, t.action, targets, jnp.ones_like(targets))

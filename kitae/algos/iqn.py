@@ -32,6 +32,7 @@ from kitae.algos.qrdqn import QuantileBatch, quantile_batch
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, UpdateConfig, check_int_param
 from kitae.distributional import quantile_td_loss
+from kitae.masking import action_mask, masked_argmax
 from kitae.modules.distributional import implicit_quantile_qvalue_factory
 from kitae.modules.train_state import TrainState
 from kitae.types import Params
@@ -115,7 +116,7 @@ def explore_factory(config: AlgoConfig) -> Callable:
     ) -> tuple[jax.Array, jax.Array]:
         k_taus, k_act = jax.random.split(key)
         qvalues = sampled_q_values(state, state.params, k_taus, observations, p.n_quantile_samples)
-        return epsilon_greedy(k_act, qvalues, exploration)
+        return epsilon_greedy(k_act, qvalues, exploration, action_mask(observations))
 
     return explore_fn
 
@@ -135,7 +136,7 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
         q_select = sampled_q_values(
             state, selector, k_select, t.next_observation, p.n_quantile_samples
         )
-        next_actions = jnp.argmax(q_select, axis=-1)
+        next_actions = masked_argmax(q_select, action_mask(t.next_observation))
         batch_size = next_actions.shape[0]
         taus = jax.random.uniform(k_target, (batch_size, p.n_tau_prime_samples))
         quantiles = state.apply_fn(state.target_params, t.next_observation, taus)

@@ -1,4 +1,9 @@
-"""Proximal Policy Optimization with GAE, for discrete and continuous (Box) actions.
+"""Proximal Policy Optimization with GAE, for discrete (Discrete, MultiDiscrete) and continuous
+(Box) actions.
+
+MultiDiscrete actions follow a product of independent categoricals (log-probability and entropy
+summed over sub-actions, the greedy action is the argmax of each); Discrete ones honour an
+action mask in the observations (:mod:`kitae.masking`), in acting and in the loss.
 
 Continuous actions follow one of two policies. By default a diagonal Gaussian whose samples are
 stored as they are, with their own log-probability, and clipped to the bounds only when sent to
@@ -17,7 +22,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import gymnasium as gym
 import jax
@@ -27,6 +32,7 @@ from kitae.base import OnPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, AlgoParams, EncoderParams, UpdateConfig
 from kitae.loss import loss_policy_ppo, loss_value_clip
+from kitae.masking import action_mask
 from kitae.modules.distributions import (
     ActionBounds,
     action_bounds,
@@ -39,8 +45,15 @@ from kitae.modules.distributions import (
 from kitae.modules.encoders import network_encoder
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
-from kitae.modules.policy import action_distribution, actor_critic_factory
+from kitae.modules.policy import action_distribution, actor_critic_factory, check_multi_discrete
 from kitae.modules.train_state import TrainState
+from kitae.normalization import (
+    normalization_from_params,
+    normalize_observation,
+    normalize_rollout,
+    reset_returns,
+    validate_normalization,
+)
 from kitae.schedules import on_policy_update_count
 from kitae.timesteps import compute_gae
 from kitae.types import Params
@@ -72,6 +85,12 @@ class PPOParams(AlgoParams, EncoderParams):
             step.
         encoder: observation encoder (keyword-only, see :class:`~kitae.config.EncoderParams`);
             each torso has its own unless ``update_cfg.shared_encoder``.
+        normalize_observations: normalise (Box) observations by running statistics kept in the
+            state and checkpoints (see :mod:`kitae.normalization`, SB3 ``VecNormalize``).
+        normalize_rewards: divide rewards by the running std of the discounted return
+            (accumulated with ``gamma``, reset at episode ends).
+        clip_observations: bound of the normalised observations.
+        clip_rewards: bound of the scaled rewards.
     """
 
     gamma: float = 0.99
@@ -87,8 +106,14 @@ class PPOParams(AlgoParams, EncoderParams):
     state_dependent_std: bool = False
     log_std_init: float = 0.0
     squash_actions: bool = False
+    normalize_observations: bool = False
+    normalize_rewards: bool = False
+    clip_observations: float = 10.0
+    clip_rewards: float = 10.0
+    multi_discrete: ClassVar[bool] = True
 
     def validate(self, config: AlgoConfig) -> None:
+        validate_normalization(self, config)
         if not self.clip_eps > 0:
             raise ValueError(f"algo_params.clip_eps={self.clip_eps!r} is invalid: it must be > 0.")
         if self.value_clip_eps is not None and not self.value_clip_eps > 0:
@@ -98,12 +123,15 @@ class PPOParams(AlgoParams, EncoderParams):
             )
         space = config.env_cfg.action_space
         if not (
-            isinstance(space, gym.spaces.Discrete)
+            isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
             or (isinstance(space, gym.spaces.Box) and len(space.shape) == 1)
         ):
             raise ValueError(
-                f"env_cfg.action_space={space} is not supported by PPO: use Discrete or a 1-D Box."
+                f"env_cfg.action_space={space} is not supported by PPO: use Discrete, "
+                "MultiDiscrete or a 1-D Box."
             )
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            check_multi_discrete(space)
         if self.squash_actions and not isinstance(space, gym.spaces.Box):
             raise ValueError(
                 f"algo_params.squash_actions=True needs a Box action space, got {space}; set it "
@@ -123,7 +151,8 @@ class PPOBatch(NamedTuple):
 
 
 def is_discrete(config: AlgoConfig) -> bool:
-    return isinstance(config.env_cfg.action_space, gym.spaces.Discrete)
+    """Discrete or MultiDiscrete actions."""
+    return isinstance(config.env_cfg.action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
 
 
 def is_squashed(config: AlgoConfig) -> bool:
@@ -145,7 +174,8 @@ def train_state_ppo_factory(
     tabulate: bool = False,
 ) -> TrainState:
     """One TrainState for the actor-critic; the learning rate anneals over the true number of
-    gradient steps when ``update_cfg.learning_rate_annealing``."""
+    gradient steps when ``update_cfg.learning_rate_annealing``. With ``normalize_observations``
+    or ``normalize_rewards`` it is a :class:`~kitae.normalization.NormalizedTrainState`."""
     p: PPOParams = config.algo_params
     network = actor_critic_factory(
         config.env_cfg.observation_space,
@@ -159,11 +189,12 @@ def train_state_ppo_factory(
         encoder=network_encoder(config, preprocess_fn),
     )
     params = init_params(key, network, [config.env_cfg.observation_space], tabulate)
-    return TrainState.create(
+    state = TrainState.create(
         apply_fn=network.apply,
         params=params,
         tx=make_optimizer(config.update_cfg, total_gradient_steps(config), eps=1e-5),
     )
+    return normalization_from_params(state, config, p.gamma)
 
 
 def explore_factory(config: AlgoConfig) -> Callable:
@@ -172,7 +203,8 @@ def explore_factory(config: AlgoConfig) -> Callable:
     Continuous actions are returned unclipped (the log-probability is theirs); the agent clips
     them to the action bounds only when sending them to the env. With ``squash_actions`` they
     are the pre-squash samples ``u`` (``greedy``: the mean) and the log-probabilities are those
-    of the squashed, rescaled actions.
+    of the squashed, rescaled actions. A state with observation statistics
+    (``normalize_observations``) normalises the observations first; acting never updates them.
     """
     discrete = is_discrete(config)
     if is_squashed(config):
@@ -184,6 +216,7 @@ def explore_factory(config: AlgoConfig) -> Callable:
             observations: jax.Array,
             greedy: bool | jax.Array = False,
         ) -> tuple[jax.Array, jax.Array]:
+            observations = normalize_observation(state, observations)
             (mean, log_std), _ = state.apply_fn(state.params, observations)
             dist = squashed_gaussian(mean, log_std, bounds)
             u = jnp.where(greedy, mean, dist.distribution.sample(seed=key))
@@ -192,8 +225,10 @@ def explore_factory(config: AlgoConfig) -> Callable:
         return squashed_explore_fn
 
     def explore_fn(state: TrainState, key: jax.Array, observations: jax.Array, greedy=False):
+        mask = action_mask(observations)
+        observations = normalize_observation(state, observations)
         policy_output, _ = state.apply_fn(state.params, observations)
-        dist = action_distribution(policy_output, discrete)
+        dist = action_distribution(policy_output, discrete, mask)
         sampled, log_probs = dist.sample_and_log_prob(seed=key)
         mode = dist.mode()
         actions = jnp.where(greedy, mode, sampled)
@@ -261,7 +296,7 @@ def update_step_factory(config: AlgoConfig) -> Callable:
                 log_probs = squashed_log_prob(squashed_dist, batch.action)
                 entropy = squashed_entropy(squashed_dist, key).mean()
             else:
-                dist = action_distribution(policy_output, discrete)
+                dist = action_distribution(policy_output, discrete, action_mask(batch.observation))
                 log_probs = dist.log_prob(batch.action)
                 entropy = dist.entropy().mean()
             policy_loss, approx_kl = loss_policy_ppo(
@@ -286,7 +321,10 @@ def update_step_factory(config: AlgoConfig) -> Callable:
 class PPO(OnPolicyAgent):
     """PPO agent (see :class:`PPOParams`). ``explore`` samples the policy; ``select_action``
     takes its mode. Continuous actions are clipped to the env bounds when stepping the env, or,
-    with ``squash_actions``, squashed into them."""
+    with ``squash_actions``, squashed into them. With ``normalize_observations`` /
+    ``normalize_rewards`` each update starts with :func:`kitae.normalization.normalize_rollout`."""
+
+    prepare_rollout_fn = staticmethod(normalize_rollout)
 
     params_type = PPOParams
     default_n_envs = 4
@@ -309,6 +347,10 @@ class PPO(OnPolicyAgent):
         return self.explore_fn(
             self.acting_state, self.interact_keys(observation), observation, True
         )
+
+    def on_env_reset(self) -> None:
+        super().on_env_reset()
+        self.state = reset_returns(self.state)  # the new env's episodes start over
 
     @functools.cached_property
     def bounds(self) -> ActionBounds | None:

@@ -27,6 +27,7 @@ from kitae.algos.dqn import (
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, check_int_param
 from kitae.distributional import qr_dqn_td_loss
+from kitae.masking import action_mask
 from kitae.modules.distributional import quantile_qvalue_factory
 from kitae.modules.train_state import TrainState
 from kitae.types import Params
@@ -116,7 +117,7 @@ def explore_factory(config: AlgoConfig) -> Callable:
         state: TrainState, key: jax.Array, observations: jax.Array, exploration: float | jax.Array
     ) -> tuple[jax.Array, jax.Array]:
         qvalues = state.apply_fn(state.params, observations).mean(axis=-1)
-        return epsilon_greedy(key, qvalues, exploration)
+        return epsilon_greedy(key, qvalues, exploration, action_mask(observations))
 
     return explore_fn
 
@@ -136,7 +137,7 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
         if p.double_q:
             q_online = state.apply_fn(state.params, t.next_observation).mean(axis=-1)
         next_actions = select_bootstrap_actions(
-            q_online, quantiles_target.mean(axis=-1), p.double_q
+            q_online, quantiles_target.mean(axis=-1), p.double_q, action_mask(t.next_observation)
         )
         return quantile_batch(t, quantiles_target, next_actions)
 

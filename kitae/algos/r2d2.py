@@ -42,6 +42,7 @@ from kitae.algos.dqn import (
 from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, UpdateConfig, check_int_param
+from kitae.masking import action_mask, masked_argmax
 from kitae.modules.encoders import dummy_observation
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.recurrent import (
@@ -202,10 +203,11 @@ def explore_factory(config: AlgoConfig) -> Callable:
         core_state: jax.Array,
         exploration: float | jax.Array,
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        mask = action_mask(observations)
         observations = jax.tree.map(lambda x: jnp.asarray(x)[None], observations)
         resets = jnp.zeros(jax.tree.leaves(observations)[0].shape[:2], bool)
         out = state.apply_fn(state.params, observations, resets, jnp.asarray(core_state))
-        actions, log_probs = epsilon_greedy(key, out.q[0], exploration)
+        actions, log_probs = epsilon_greedy(key, out.q[0], exploration, mask)
         return actions, log_probs, out.states[0]
 
     return explore_fn
@@ -348,7 +350,7 @@ def r2d2_sequence_losses(
     target = unroll(jax.lax.stop_gradient(target_params))
     q_next_target = jax.lax.stop_gradient(target.q_next)
     selector = jax.lax.stop_gradient(online.q_next) if p.double_q else q_next_target
-    next_actions = jnp.argmax(selector, axis=-1)
+    next_actions = masked_argmax(selector, action_mask(tail(next_observations)))
     v_t = jnp.take_along_axis(q_next_target, next_actions[..., None], axis=-1)[..., 0]
     targets = jax.vmap(
         lambda r, term, trunc, v: sequence_targets(

@@ -37,6 +37,7 @@ from kitae.config import (
     check_tau,
 )
 from kitae.loss import loss_mean_squared_error
+from kitae.masking import action_mask, apply_mask
 from kitae.modules.actor import GaussianActor, LinearHeadActor
 from kitae.modules.critic import critics_factory
 from kitae.modules.distributions import (
@@ -294,15 +295,22 @@ def explore_factory(config: AlgoConfig) -> Callable:
             greedy: bool | jax.Array = False,
             uniform: bool | jax.Array = False,
         ) -> tuple[jax.Array, jax.Array]:
-            logits = state.actor.apply_fn(state.actor.params, observations)
+            mask = action_mask(observations)
+            logits = apply_mask(state.actor.apply_fn(state.actor.params, observations), mask)
             dist = distrax.Categorical(logits=logits)
             k_pi, k_uniform = jax.random.split(key)
             sampled = dist.sample(seed=k_pi)
-            random = jax.random.randint(k_uniform, sampled.shape, 0, n_actions, sampled.dtype)
+            if mask is None:
+                random = jax.random.randint(k_uniform, sampled.shape, 0, n_actions, sampled.dtype)
+                uniform_log_prob = jnp.full(sampled.shape, -math.log(n_actions))
+            else:  # uniform over the valid actions
+                valid = distrax.Categorical(logits=apply_mask(jnp.zeros_like(logits), mask))
+                random, uniform_log_prob = valid.sample_and_log_prob(seed=k_uniform)
+                random = random.astype(sampled.dtype)
             mode = jnp.argmax(logits, axis=-1).astype(sampled.dtype)
             actions = jnp.where(greedy, mode, jnp.where(uniform, random, sampled))
             log_probs = jnp.where(
-                greedy | ~jnp.asarray(uniform), dist.log_prob(actions), -math.log(n_actions)
+                greedy | ~jnp.asarray(uniform), dist.log_prob(actions), uniform_log_prob
             )
             return actions, log_probs
 
@@ -348,7 +356,7 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
         alpha = state.alpha.apply_fn(state.alpha.params)
         next_obs = experience.next_observation
         if discrete:
-            logits_tp1 = actor.apply_fn(actor.params, next_obs)
+            logits_tp1 = apply_mask(actor.apply_fn(actor.params, next_obs), action_mask(next_obs))
             q_tp1 = critic.apply_fn(critic.target_params, next_obs)  # [C, B, K]
             v_tp1 = soft_value_discrete(q_tp1, logits_tp1, alpha)
         else:
@@ -403,7 +411,9 @@ def update_step_factory(config: AlgoConfig) -> Callable:
 
         def actor_loss_fn(params: Params):
             if discrete:
-                logits = state.actor.apply_fn(params, batch.observation)
+                logits = apply_mask(
+                    state.actor.apply_fn(params, batch.observation), action_mask(batch.observation)
+                )
                 log_pi_all = jax.nn.log_softmax(logits, axis=-1)
                 q_all = critic.apply_fn(critic.params, batch.observation).min(axis=0)
                 pi = jnp.exp(log_pi_all)

@@ -34,6 +34,7 @@ from kitae.config import (
     config_to_json,
 )
 from kitae.logger import Logger
+from kitae.normalization import normalization_of
 
 
 def _check_agent_class(cls: type, meta: dict[str, Any], checkpoint: Path) -> None:
@@ -327,8 +328,9 @@ def resume_agent(agent_cls: type, run_dir: str | Path, **kwargs: Any) -> BaseAge
 def load_for_inference(agent_cls: type, path: str | Path, **kwargs: Any) -> BaseAgent:
     """An agent built from a checkpoint's config with the checkpoint's parameters, for acting.
 
-    Only ``params.msgpack`` is read: optimizer states, target parameters and buffers stay as a
-    fresh agent has them. ``env_steps`` is restored (schedules such as epsilon read it).
+    Only ``params.msgpack`` is read (and, for a state with normalisation statistics, those from
+    ``state.msgpack``): optimizer states, target parameters and buffers stay as a fresh agent has
+    them. ``env_steps`` is restored (schedules such as epsilon read it).
 
     Args:
         agent_cls: the agent class (the checkpoint's, or a subclass).
@@ -351,6 +353,23 @@ def load_for_inference(agent_cls: type, path: str | Path, **kwargs: Any) -> Base
     agent.state = jax.tree.map(
         lambda s, p: s.replace(params=_to_device(p)), agent.state, params, is_leaf=_is_train_state
     )
+    if any(normalization_of(s) is not None for s in _train_states(agent.state)):
+        # Acting also reads the observation statistics: take them from the full state.
+        saved = _restore_tree(agent.state, _unpack(checkpoint, "state.msgpack"), "agent state")
+        agent.state = jax.tree.map(
+            lambda s, r: (
+                s
+                if normalization_of(s) is None
+                else s.replace(normalization=_to_device(normalization_of(r)))
+            ),
+            agent.state,
+            saved,
+            is_leaf=_is_train_state,
+        )
     agent._acting_state = None
     agent.env_steps = int(meta["env_steps"])
     return agent
+
+
+def _train_states(state: Any) -> list[Any]:
+    return jax.tree.leaves(state, is_leaf=_is_train_state)

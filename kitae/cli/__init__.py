@@ -59,7 +59,8 @@ def _train_usage() -> str:
     lines += [
         "",
         "kitae train ALGO --help lists every field flag with its default and doc; the defaults",
-        "of an (ALGO, --env) pair in kitae.zoo.TUNED are its tuned settings.",
+        "of an (ALGO, --env) pair in kitae.zoo.TUNED (or of its family in TUNED_PATTERNS:",
+        "ALE/*, *-MinAtar) are its tuned settings.",
     ]
     return "\n".join(lines)
 

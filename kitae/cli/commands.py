@@ -141,7 +141,7 @@ def run_training(algo: str, spec: Any, *, quiet: bool | None = None) -> dict[str
     check_run_options(spec)
     if spec.env.startswith(PETTINGZOO_PREFIX):
         return _run_multi_agent(algo, spec, quiet)
-    env = make_env(spec.env, spec.n_envs)
+    env = make_env(spec.env, spec.n_envs, spec.vectorization)
     try:
         config = build_config(spec, env)
         if quiet:
@@ -273,7 +273,7 @@ def resume_run(args: ResumeArgs) -> dict[str, Any]:
         steps = agent.config.train_cfg.n_env_steps - agent.env_steps
     summary: dict[str, Any] = {"env_steps": agent.env_steps, "n_updates": 0, "train_s": 0.0}
     if steps > 0:
-        env = make_env(spec.env, agent.config.env_cfg.n_envs)
+        env = make_env(spec.env, agent.config.env_cfg.n_envs, spec.vectorization)
         try:
             summary = agent.train(env, steps, progress_bar=not args.quiet)
         finally:

@@ -87,6 +87,9 @@ class RunOptions:
         grouping: PettingZoo envs: shared (one network for all agents) or independent (one
             per agent).
         agent_id: PettingZoo envs: append a one-hot agent id to each observation.
+        vectorization: gymnasium envs: sync (one process), async (a process per env), or for
+            ALE/ ids ale or envpool (ALE's or EnvPool's C++ vector env, the same preprocessing;
+            envpool needs pip install 'kitae[envpool]').
     """
 
     env: str = "CartPole-v1"
@@ -100,6 +103,7 @@ class RunOptions:
     quiet: bool = False
     grouping: Literal["shared", "independent"] = "shared"
     agent_id: bool = False
+    vectorization: Literal["sync", "async", "ale", "envpool"] = "sync"
 
 
 RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions))
@@ -394,18 +398,25 @@ def pettingzoo_env(env_id: str) -> Any:
     return module.parallel_env()
 
 
-def make_env(env_id: str, n_envs: int) -> Any:
-    """The training env of a run: a gymnasium vector env, a :class:`~kitae.envs.jax_env.JaxEnv`
-    or a PettingZoo ``ParallelEnv``.
+def make_env(env_id: str, n_envs: int, vectorization: str = "sync") -> Any:
+    """The training env of a run: a gymnasium vector env (built with ``vectorization``, see
+    :func:`kitae.envs.make.make_vec_env`), a :class:`~kitae.envs.jax_env.JaxEnv` or a PettingZoo
+    ``ParallelEnv``.
 
     Raises:
         ValueError: if the id is registered neither in gymnasium nor in gymnax, nor an importable
-            PettingZoo env.
+            PettingZoo env; or for a ``vectorization`` other than ``"sync"`` on an env that is not
+            a gymnasium one.
     """
     parallel = pettingzoo_env(env_id)
+    jax_id = gymnax_id(env_id) if parallel is None else None
+    if vectorization != "sync" and (parallel is not None or jax_id is not None):
+        raise ValueError(
+            f"vectorization={vectorization!r} is for gymnasium envs; env={env_id!r} is not one: "
+            "drop --vectorization."
+        )
     if parallel is not None:
         return parallel
-    jax_id = gymnax_id(env_id)
     if jax_id is not None:
         from kitae.envs.jax_env import make_jax_env
 
@@ -423,7 +434,7 @@ def make_env(env_id: str, n_envs: int) -> Any:
         )
     from kitae.envs.make import make_vec_env
 
-    return make_vec_env(env_id, n_envs)
+    return make_vec_env(env_id, n_envs, vectorization=vectorization)
 
 
 def build_config(spec: Any, env: Any) -> AlgoConfig:

@@ -169,6 +169,9 @@ def make_brax_env(
         ValueError: for an unknown prefix, name or backend.
         ImportError: if the library is missing, with the command that installs it.
     """
+    from kitae.envs.make import route_mujoco_warnings
+
+    route_mujoco_warnings()  # MuJoCo compiles the models
     if env_id.startswith(BRAX_PREFIX):
         try:
             from brax import envs as brax_envs

@@ -46,9 +46,12 @@ class JaxStep(NamedTuple):
 
 
 def _to_gym_space(space: Any) -> gym.Space:
-    """Converts a gymnax Discrete/Box/Dict space to its gymnasium counterpart."""
+    """Converts a gymnax Discrete/Box/Dict space (or one with an ``nvec``, as MultiDiscrete) to its
+    gymnasium counterpart."""
     if isinstance(getattr(space, "spaces", None), dict):
         return gym.spaces.Dict({k: _to_gym_space(s) for k, s in space.spaces.items()})
+    if hasattr(space, "nvec"):
+        return gym.spaces.MultiDiscrete(np.asarray(space.nvec, np.int64))
     if hasattr(space, "n") and not hasattr(space, "low"):
         return gym.spaces.Discrete(int(space.n))
     if hasattr(space, "low") and hasattr(space, "high"):

@@ -15,6 +15,7 @@ plain ``gymnasium.make`` env), and the preprocessing's options (``noop_max``, ``
 from __future__ import annotations
 
 import numbers
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,34 @@ import gymnasium as gym
 
 from kitae.envs.atari import is_atari_id, make_ale_vec_env, make_atari_env, register_atari_envs
 
-VECTORIZATION_MODES = ("sync", "async", "ale")
-"""``"ale"``: ALE's own C++ vector env, for ``ALE/`` ids with preprocessing only."""
+VECTORIZATION_MODES = ("sync", "async", "ale", "envpool")
+"""``"ale"``: ALE's own C++ vector env; ``"envpool"``: EnvPool's (``kitae[envpool]``); both for
+preprocessed ``ALE/`` ids only."""
+
+
+def _mujoco_warning(message: str) -> None:
+    warnings.warn(f"MuJoCo: {message}", RuntimeWarning, stacklevel=2)
+
+
+def route_mujoco_warnings() -> None:
+    """Sends MuJoCo's warnings to Python's ``warnings`` (unless a handler is already set).
+
+    MuJoCo's default handler appends every warning (e.g. a deprecated attribute of a model file,
+    unstable simulation) to ``MUJOCO_LOG.TXT`` in the working directory; with this handler
+    nothing is written outside the run. Called by the builders of MuJoCo-backed envs; a no-op
+    without the ``mujoco`` package.
+    """
+    try:
+        import mujoco
+    except ImportError:
+        return
+    if mujoco.get_mju_user_warning() is None:
+        mujoco.set_mju_user_warning(_mujoco_warning)
+
+
+def _is_mujoco_id(env_id: str) -> bool:
+    spec = gym.registry.get(env_id)
+    return spec is not None and "mujoco" in str(spec.entry_point)
 
 
 def build_env(
@@ -44,6 +71,8 @@ def build_env(
         if preprocessing:
             return make_atari_env(env_id, training=training, **env_kwargs)
         register_atari_envs()
+    elif _is_mujoco_id(env_id):
+        route_mujoco_warnings()
     return gym.make(env_id, **env_kwargs)
 
 
@@ -115,15 +144,16 @@ def make_vec_env(
         preprocessing: apply the id's standard preprocessing (``ALE/`` ids).
         vectorization: ``"sync"`` (one process, best for cheap envs), ``"async"`` (one
             subprocess per env) or, for preprocessed ``ALE/`` ids, ``"ale"`` (ALE's
-            multithreaded vector env, :func:`kitae.envs.atari.make_ale_vec_env`).
+            multithreaded vector env, :func:`kitae.envs.atari.make_ale_vec_env`) or
+            ``"envpool"`` (:func:`kitae.envs.envpool.make_envpool_atari_env`).
         wrappers: gymnasium wrappers applied to every env.
         video_dir: parent folder of the videos.
         context: multiprocessing start method of the async workers.
         **env_kwargs: passed to :func:`build_env` (``gymnasium.make`` and the Atari options).
 
     Raises:
-        ValueError: for ``n_envs < 1``, an unknown ``vectorization``, or ``"ale"`` for another
-            id, without preprocessing or with wrappers or video.
+        ValueError: for ``n_envs < 1``, an unknown ``vectorization``, or ``"ale"`` /
+            ``"envpool"`` for another id, without preprocessing or with wrappers or video.
     """
     if isinstance(n_envs, bool) or not isinstance(n_envs, numbers.Integral) or n_envs < 1:
         raise ValueError(f"n_envs={n_envs!r} is invalid: it must be an integer >= 1.")
@@ -131,12 +161,16 @@ def make_vec_env(
         raise ValueError(
             f"vectorization={vectorization!r} is invalid: use one of {VECTORIZATION_MODES}."
         )
-    if vectorization == "ale":
+    if vectorization in ("ale", "envpool"):
         if not (is_atari_id(env_id) and preprocessing) or wrappers or capture_video:
             raise ValueError(
-                f"vectorization='ale' is for preprocessed ALE/ ids without wrappers or video "
-                f"(env_id={env_id!r}): use 'sync' or 'async'."
+                f"vectorization={vectorization!r} is for preprocessed ALE/ ids without wrappers "
+                f"or video (env_id={env_id!r}): use 'sync' or 'async'."
             )
+        if vectorization == "envpool":
+            from kitae.envs.envpool import make_envpool_atari_env
+
+            return make_envpool_atari_env(env_id, n_envs, training=training, **env_kwargs)
         return make_ale_vec_env(env_id, n_envs, training=training, **env_kwargs)
     if capture_video:
         try:

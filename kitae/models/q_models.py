@@ -6,6 +6,12 @@ input: acting, targets, losses and target updates are the agents' factories, jit
 ``take_action`` is epsilon-greedy on the current stacked state; ``train_step`` samples the
 memory and takes masked gradient steps (samples that are not ``valid`` carry no weight).
 
+The agent's observation space is the stack of frames laid out as images where the frames are
+images (see :func:`stacked_observation_shape`), so its networks take their encoder through
+:func:`~kitae.modules.encoders.network_encoder` like every agent: ``algo_params.encoder``
+(``"auto"``: the MinAtar CNN for 10x10xC frames, the Nature CNN for 84x84 ones, ``flatten``
+otherwise).
+
 See "Human-level control through deep reinforcement learning", Mnih et al., 2015;
 "Deep Reinforcement Learning with Double Q-learning", van Hasselt et al., 2016;
 "Implicit Quantile Networks for Distributional Reinforcement Learning", Dabney et al., 2018.
@@ -23,6 +29,7 @@ from kitae.algos.dqn import DQN, DQNParams, QLearningParams
 from kitae.algos.iqn import IQN, IQNParams
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, check_int
 from kitae.models.agent_model import AgentModel, check_one_step_uniform_replay
+from kitae.modules.encoders import image_layout
 
 
 @dataclass
@@ -85,6 +92,34 @@ def _positive(x: object) -> bool:
     return _real(x) and x > 0  # type: ignore[operator]
 
 
+def stacked_observation_shape(obs_shape: tuple[int, ...] | int, n_frames: int) -> tuple[int, ...]:
+    """The shape of ``n_frames`` stacked frames of ``obs_shape`` as the model's agent sees them.
+
+    The memory stacks frames oldest first, each flattened; this is the shape that reads them
+    back as images where the frames are images (the layouts of
+    :func:`~kitae.modules.encoders.image_layout`), frames stacked on the channel axis:
+    ``obs_shape`` itself for one frame; ``(n, H, W)`` for ``(H, W)`` frames; ``(n * C, H, W)``
+    for ``(C, H, W)`` frames; ``(n, H, W, C)`` for ``(H, W, C)`` frames; ``(n * S, H, W, C)``
+    for ``(S, H, W, C)`` frames; ``(n * prod(obs_shape),)`` for other frames (vectors).
+
+    Args:
+        obs_shape: shape of one frame.
+        n_frames: frames per stack.
+
+    Returns:
+        The shape of one stacked state (``n_frames * prod(obs_shape)`` values).
+    """
+    frame = (obs_shape,) if isinstance(obs_shape, int) else tuple(int(n) for n in obs_shape)
+    if n_frames == 1:
+        return frame
+    layout = image_layout(frame)
+    if layout in ("chw", "shwc"):
+        return (n_frames * frame[0], *frame[1:])
+    if layout in ("hw", "hwc"):
+        return (n_frames, *frame)
+    return (n_frames * int(np.prod(frame, dtype=np.int64)),)
+
+
 def model_config(
     obs_shape: tuple[int, ...] | int,
     n_actions: int,
@@ -93,7 +128,10 @@ def model_config(
     task_name: str = "model",
 ) -> AlgoConfig:
     """The :class:`~kitae.config.AlgoConfig` of the agent behind a Q model: observations are
-    the flattened stacks ``Box(n_frames * prod(obs_shape))``, actions ``Discrete(n_actions)``.
+    the stacks ``Box(stacked_observation_shape(obs_shape, n_frames))`` of float32 frames (the
+    memory's dtype: scale pixels to ``[0, 1]`` before handing them to the model), actions
+    ``Discrete(n_actions)``. The networks' encoder is ``algo_params.encoder`` resolved against
+    that space.
 
     Raises:
         ValueError: naming the field, for invalid ``params`` or ``algo_params``, and for
@@ -103,8 +141,7 @@ def model_config(
     params.validate()
     check_int("n_actions", n_actions, 1)
     check_one_step_uniform_replay(algo_params)
-    frame = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
-    size = params.n_frames * int(np.prod(frame, dtype=np.int64))
+    shape = stacked_observation_shape(obs_shape, params.n_frames)
     return AlgoConfig(
         seed=params.seed,
         algo_params=algo_params,
@@ -118,7 +155,7 @@ def model_config(
         train_cfg=TrainConfig(progress_bar=False, loggers=()),
         env_cfg=EnvConfig(
             task_name,
-            gym.spaces.Box(-np.inf, np.inf, (size,), np.float32),
+            gym.spaces.Box(-np.inf, np.inf, shape, np.float32),
             gym.spaces.Discrete(n_actions),
         ),
     )
@@ -173,7 +210,8 @@ class DDQNModel(_QModel):
         algo_params: DQN hyperparameters; ``n_step`` must be 1 and ``prioritized`` False.
 
     Raises:
-        ValueError: naming the field, for any invalid setting.
+        ValueError: naming the field, for any invalid setting (``algo_params.encoder`` included:
+            a convolutional encoder needs image frames).
     """
 
     agent_type = DQN
@@ -198,7 +236,8 @@ class IQNModel(_QModel):
         algo_params: IQN hyperparameters; ``n_step`` must be 1 and ``prioritized`` False.
 
     Raises:
-        ValueError: naming the field, for any invalid setting.
+        ValueError: naming the field, for any invalid setting (``algo_params.encoder`` included:
+            a convolutional encoder needs image frames).
     """
 
     agent_type = IQN

@@ -29,6 +29,7 @@ except ImportError as err:  # an optional dependency
     raise ImportError("the search needs mctx: pip install 'kitae[planning]'.") from err
 
 from kitae.envs.jax_env import JaxEnv, make_jax_env
+from kitae.masking import action_mask
 
 PredictFn = Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
 """``predict_fn(net_params, observations [B, ...]) -> (prior_logits [B, A], values [B])``."""
@@ -188,7 +189,8 @@ def run_search(
         params: the search settings.
         net_params: the network parameters handed to ``predict_fn``.
         key: PRNG key.
-        observation: the roots, leaves ``[B, ...]``.
+        observation: the roots, leaves ``[B, ...]``; an action mask in their observations (see
+            :mod:`kitae.masking`) is mctx's ``invalid_actions`` at the root.
         greedy: search without exploration noise (no Dirichlet noise, Gumbel scale 0,
             temperature 0): the action is then the search's own best choice.
 
@@ -206,6 +208,8 @@ def run_search(
     )
     recurrent_fn = make_recurrent_fn(env, predict_fn, params.gamma)
     greedy = jnp.asarray(greedy, bool)
+    mask = action_mask(observation.observation)
+    invalid_actions = None if mask is None else ~mask
     if params.kind == "gumbel":
         return mctx.gumbel_muzero_policy(
             net_params,
@@ -216,6 +220,7 @@ def run_search(
             max_depth=params.max_depth,
             max_num_considered_actions=params.max_num_considered_actions,
             gumbel_scale=jnp.where(greedy, 0.0, params.gumbel_scale),
+            invalid_actions=invalid_actions,
         )
     if params.kind != "puct":
         raise ValueError(f"kind={params.kind!r} is invalid: use one of {SEARCH_KINDS}.")
@@ -231,4 +236,5 @@ def run_search(
         pb_c_init=params.pb_c_init,
         pb_c_base=params.pb_c_base,
         temperature=jnp.where(greedy, 0.0, params.temperature),
+        invalid_actions=invalid_actions,
     )

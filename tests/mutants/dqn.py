@@ -73,7 +73,7 @@ def _(monkeypatch):
     [TARGETS],
 )
 def _(monkeypatch):
-    def select_bootstrap_actions(q_online_tp1, q_target_tp1, double_q):
+    def select_bootstrap_actions(q_online_tp1, q_target_tp1, double_q, mask_tp1=None):
         return jnp.argmax(q_target_tp1, axis=-1).astype(jnp.int32)
 
     monkeypatch.setattr(dqn, "select_bootstrap_actions", select_bootstrap_actions)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax.numpy as jnp
+import numpy as np
 
 import kitae.algos.dqn as dqn
 import kitae.base as base
+import kitae.models.q_models as q_models
 import kitae.modules.encoders as encoders
 import kitae.modules.modules as modules
 from mutants import mutant
@@ -89,7 +93,10 @@ def _(monkeypatch):
 @mutant(
     "encoders-dict-keys-in-insertion-order",
     "dict features are concatenated in the space's key order instead of sorted key order",
-    [T + "test_dict_encoder_concatenates_each_keys_features_in_sorted_key_order"],
+    [
+        T + "test_dict_features_do_not_depend_on_the_key_order",
+        T + "test_dict_encoder_concatenates_each_keys_features_in_sorted_key_order",
+    ],
 )
 def _(monkeypatch):
     original = encoders._tree_spec
@@ -142,7 +149,7 @@ def _(monkeypatch):
     "encoders-conv-kinds-flatten",
     "the networks flatten image observations whatever the spec says",
     [
-        T + "test_every_agent_builds_its_networks_on_an_image_space_with_the_minatar_cnn",
+        T + "test_every_agent_trains_its_minatar_cnns_on_image_observations",
         T + "test_encoders_map_observations_to_float32_features_of_the_papers_sizes",
     ],
 )
@@ -203,3 +210,123 @@ def _(monkeypatch):
 )
 def _(monkeypatch):
     monkeypatch.setattr(base, "observation_shapes", lambda space: getattr(space, "shape", None))
+
+
+@mutant(
+    "encoders-auto-flattens-84x84-stacks",
+    "encoder='auto' flattens 84x84 frame stacks instead of picking the Nature CNN",
+    [T + "test_auto_picks_the_encoder_from_the_space"],
+)
+def _(monkeypatch):
+    original = encoders._auto_kind
+
+    def _auto_kind(shape):
+        kind, layout = original(shape)
+        return ("flatten", "hwc") if kind == "nature_cnn" else (kind, layout)
+
+    monkeypatch.setattr(encoders, "_auto_kind", _auto_kind)
+
+
+@mutant(
+    "encoders-auto-skips-minatar-stacks",
+    "encoder='auto' flattens stacks of 10x10xC frames (S, 10, 10, C), e.g. a model's stacks",
+    [
+        T + "test_auto_picks_the_encoder_from_the_space",
+        T + "test_q_models_pick_the_encoder_of_their_frames_and_train_it",
+    ],
+)
+def _(monkeypatch):
+    original = encoders._auto_kind
+
+    def _auto_kind(shape):
+        if shape is not None and len(shape) == 4:
+            return "flatten", "hwc"
+        return original(shape)
+
+    monkeypatch.setattr(encoders, "_auto_kind", _auto_kind)
+
+
+@mutant(
+    "encoders-minatar-cnn-same-padding",
+    "the MinAtar convolution pads (10x10 grids would give 10x10x16 features, not 8x8x16)",
+    [
+        T + "test_q_networks_on_frames_have_the_papers_layers",
+        T + "test_encoders_map_observations_to_float32_features_of_the_papers_sizes",
+    ],
+)
+def _(monkeypatch):
+    class PaddedMinAtarCNN(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return encoders.flatten(nn.relu(nn.Conv(16, (3, 3), (1, 1), "SAME")(x)))
+
+    monkeypatch.setitem(encoders.CONV_NETWORKS, "minatar_cnn", PaddedMinAtarCNN)
+
+
+@mutant(
+    "encoders-impala-without-max-pool",
+    "the IMPALA stacks skip their 3x3/2 max-pool (features stay at the input resolution)",
+    [T + "test_impala_stacks_have_the_papers_layers_and_resolutions"],
+)
+def _(monkeypatch):
+    monkeypatch.setattr(encoders.nn, "max_pool", lambda x, *args, **kwargs: x)
+
+
+@mutant(
+    "encoders-impala-channels-16-32-64",
+    "the IMPALA stacks have 16, 32, 64 channels (the paper: 16, 32, 32)",
+    [T + "test_impala_stacks_have_the_papers_layers_and_resolutions"],
+)
+def _(monkeypatch):
+    wide = functools.partial(encoders.ImpalaCNN, channels=(16, 32, 64))
+    monkeypatch.setitem(encoders.CONV_NETWORKS, "impala", wide)
+
+
+@mutant(
+    "models-flat-stacks",
+    "the Q models' agents see flat stacks (n_frames * prod(obs_shape),): always flattened",
+    [
+        T + "test_q_models_pick_the_encoder_of_their_frames_and_train_it",
+        T + "test_model_stacks_are_laid_out_as_images",
+    ],
+)
+def _(monkeypatch):
+    def stacked_observation_shape(obs_shape, n_frames):
+        return (n_frames * int(np.prod(obs_shape)),)
+
+    monkeypatch.setattr(q_models, "stacked_observation_shape", stacked_observation_shape)
+
+
+@mutant(
+    "models-channels-first-frames-stacked-as-frames",
+    "the Q models stack (C, H, W) frames as (n, C, H, W), read as channels-last (S, H, W, C)",
+    [
+        T + "test_model_stacks_are_laid_out_as_images",
+        T + "test_model_stacks_keep_each_frames_channels_together",
+    ],
+)
+def _(monkeypatch):
+    original = q_models.stacked_observation_shape
+
+    def stacked_observation_shape(obs_shape, n_frames):
+        if n_frames > 1 and encoders.image_layout(obs_shape) == "chw":
+            return (n_frames, *obs_shape)
+        return original(obs_shape, n_frames)
+
+    monkeypatch.setattr(q_models, "stacked_observation_shape", stacked_observation_shape)
+
+
+@mutant(
+    "encoders-conv-patches-misordered",
+    "the CPU convolution reads its patches as (kh, kw, C) while they are laid out (C, kh, kw)",
+    [T + "test_conv_computes_flax_conv_with_the_same_parameters"],
+)
+def _(monkeypatch):
+    original = encoders.jax.lax.conv_general_dilated_patches
+
+    def reordered(lhs, filter_shape, *args, **kwargs):
+        patches = original(lhs, filter_shape, *args, **kwargs)
+        split = (*patches.shape[:-1], lhs.shape[-1], filter_shape[0] * filter_shape[1])
+        return patches.reshape(split).swapaxes(-1, -2).reshape(patches.shape)
+
+    monkeypatch.setattr(encoders.jax.lax, "conv_general_dilated_patches", reordered)

@@ -3,6 +3,8 @@ rules it shares with the models' FrameStackMemory (kitae.frame_stack)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax.numpy as jnp
 
 import kitae.frame_replay as frame_replay
@@ -189,3 +191,97 @@ def _(monkeypatch):
     import kitae.checkpoint.restoring as restoring
 
     monkeypatch.setattr(restoring, "_added_at_default", lambda saved, config, name: False)
+
+
+ROUND_TRIP = f"{TESTS}::test_uint8_pixel_frames_round_trip_across_the_rings_wraparound"
+MILLION = f"{TESTS}::test_a_million_atari_transitions_fit_in_8_gb"
+GYMNASIUM = f"{TESTS}::test_dqn_trains_on_the_gymnasium_path_with_frame_stack_replay"
+CHECKPOINT = f"{TESTS}::test_checkpoints_save_and_restore_the_frame_stack_buffer"
+
+
+@mutant(
+    "frame-replay-frames-stored-as-float32",
+    "frames are stored as float32 rather than in the observations' dtype: 4x the memory",
+    [MILLION, f"{ROUND_TRIP}[add]"],
+)
+def _(monkeypatch):
+    original = FrameStackReplayBuffer.init
+
+    def init(self, example):
+        state = original(self, example)
+        return state.replace(frames=state.frames.astype(jnp.float32))
+
+    monkeypatch.setattr(FrameStackReplayBuffer, "init", init)
+
+
+@mutant(
+    "frame-replay-samples-cast-to-float32",
+    "sampled observations come back as float32 instead of the stored uint8",
+    [f"{ROUND_TRIP}[add]", GYMNASIUM],
+)
+def _(monkeypatch):
+    original = FrameStackReplayBuffer._stacks
+
+    def _stacks(self, state, slots, envs):
+        obs, nxt = original(self, state, slots, envs)
+        return obs.astype(jnp.float32), nxt.astype(jnp.float32)
+
+    monkeypatch.setattr(FrameStackReplayBuffer, "_stacks", _stacks)
+
+
+@mutant(
+    "frame-replay-window-not-wrapped",
+    "the stack window is not taken modulo the ring: stacks at the ring's end read clamped slots",
+    [f"{ROUND_TRIP}[add]", EVERY],
+)
+def _(monkeypatch):
+    original = FrameStackReplayBuffer._stacks
+
+    def _stacks(self, state, slots, envs):
+        # read the window from a ring padded with copies of its last slot, as a clamped gather
+        t_max = self.slots_per_env
+        pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], self.n_frames, 0)])  # noqa: E731
+        wide = state.replace(
+            frames=pad(state.frames), first=pad(state.first), pad_first=pad(state.pad_first)
+        )
+        wider = dataclasses.replace(self, capacity=(t_max + self.n_frames) * self.n_envs)
+        return original(wider, wide, slots, envs)
+
+    monkeypatch.setattr(FrameStackReplayBuffer, "_stacks", _stacks)
+
+
+@mutant(
+    "dqn-casts-pixels-before-the-network",
+    "DQN turns sampled uint8 observations into float32 before its network (unscaled pixels)",
+    [GYMNASIUM],
+)
+def _(monkeypatch):
+    import kitae.algos.dqn as dqn
+
+    original = dqn.bootstrap_transition
+
+    def bootstrap_transition(experience, gamma):
+        t = original(experience, gamma)
+        return t._replace(
+            observation=t.observation.astype(jnp.float32),
+            next_observation=t.next_observation.astype(jnp.float32),
+        )
+
+    monkeypatch.setattr(dqn, "bootstrap_transition", bootstrap_transition)
+
+
+@mutant(
+    "checkpoint-frame-buffer-not-restored",
+    "restoring a checkpoint starts an empty frame-stack buffer instead of the saved one",
+    [CHECKPOINT],
+)
+def _(monkeypatch):
+    import jax
+
+    import kitae.checkpoint.restoring as restoring
+
+    def _restore_buffer(agent, raw):
+        example = agent.replay_buffer.saved_example(raw, agent.experience_type)
+        return jax.jit(agent.replay_buffer.init)(example)
+
+    monkeypatch.setattr(restoring, "_restore_buffer", _restore_buffer)
