@@ -22,6 +22,7 @@ from gymnax.environments import environment
 from gymnax.environments import spaces as gymnax_spaces
 from helpers import small_config
 
+import kitae.masking as masking
 from kitae.algos import c51, dqn, iqn, ppo, qrdqn, sac
 from kitae.algos.c51 import C51, C51Params
 from kitae.algos.dqn import DQN, DQNParams
@@ -33,13 +34,7 @@ from kitae.algos.sac import SAC, SACParams
 from kitae.buffer import Experience
 from kitae.compiled import make_agent_train
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig
-from kitae.masking import (
-    MASKED_VALUE,
-    ActionMaskObservation,
-    apply_mask,
-    epsilon_greedy,
-    masked_argmax,
-)
+from kitae.masking import MASKED_VALUE, ActionMaskObservation
 from kitae.modules.train_state import TrainState
 
 Q_LEARNING = {"hidden_sizes": (8,), "start_step": -1, "skip_steps": 4}
@@ -92,12 +87,13 @@ def test_apply_mask_gives_invalid_actions_the_masked_value():
     values = jnp.array([[1.0, 5.0, -2.0], [0.5, 0.0, 3.0]])
     mask = jnp.array([[True, False, True], [False, False, True]])
     np.testing.assert_array_equal(
-        apply_mask(values, mask), [[1.0, MASKED_VALUE, -2.0], [MASKED_VALUE, MASKED_VALUE, 3.0]]
+        masking.apply_mask(values, mask),
+        [[1.0, MASKED_VALUE, -2.0], [MASKED_VALUE, MASKED_VALUE, 3.0]],
     )
-    np.testing.assert_array_equal(masked_argmax(values, mask), [0, 2])
-    assert apply_mask(values, None) is values
+    np.testing.assert_array_equal(masking.masked_argmax(values, mask), [0, 2])
+    assert masking.apply_mask(values, None) is values
     with pytest.raises(ValueError, match="one entry per action"):
-        apply_mask(values, mask[:, :2])
+        masking.apply_mask(values, mask[:, :2])
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 1.0, 0.5], ids=["greedy", "uniform", "mixed"])
@@ -106,7 +102,7 @@ def test_epsilon_greedy_draws_only_valid_actions_with_the_right_probabilities(ep
     n = 4000
     q = jnp.broadcast_to(jnp.array([0.0, 2.0, 1.0, 9.0]), (n, 4))
     mask = jnp.broadcast_to(jnp.array([True, True, True, False]), (n, 4))
-    actions, log_probs = jax.jit(epsilon_greedy)(jax.random.PRNGKey(0), q, epsilon, mask)
+    actions, log_probs = jax.jit(masking.epsilon_greedy)(jax.random.PRNGKey(0), q, epsilon, mask)
     assert actions.dtype == jnp.int32 and actions.shape == (n,)
     assert not np.any(np.asarray(actions) == 3)
     # pi(1) = 1 - eps + eps / 3, pi(0) = pi(2) = eps / 3
@@ -525,7 +521,7 @@ def test_an_info_mask_the_observations_do_not_carry_is_rejected_before_training(
 
 
 def test_masked_value_keeps_entropy_and_expectations_finite():
-    logits = apply_mask(jnp.zeros((1, 4)), jnp.array([[True, True, False, False]]))
+    logits = masking.apply_mask(jnp.zeros((1, 4)), jnp.array([[True, True, False, False]]))
     log_pi = jax.nn.log_softmax(logits)
     pi = jnp.exp(log_pi)
     np.testing.assert_allclose(pi, [[0.5, 0.5, 0.0, 0.0]])

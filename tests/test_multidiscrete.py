@@ -24,6 +24,7 @@ from gymnax.environments import environment
 from gymnax.environments import spaces as gymnax_spaces
 from helpers import small_config
 
+import kitae.modules.policy as policy
 from kitae.algos.c51 import C51
 from kitae.algos.dqn import DQN
 from kitae.algos.iqn import IQN
@@ -35,7 +36,7 @@ from kitae.algos.td3 import TD3
 from kitae.compiled import config_for_jax_env
 from kitae.envs.jax_env import make_jax_env
 from kitae.masking import MASKED_VALUE
-from kitae.modules.policy import action_distribution, actor_critic_factory, multi_discrete_logits
+from kitae.modules.policy import action_distribution, actor_critic_factory
 
 PPO_PARAMS = {"hidden_sizes": (32,), "entropy_coef": 0.0}
 PPO_UPDATE = {"learning_rate": 3e-2, "max_buffer_size": 64, "batch_size": 32, "n_epochs": 4}
@@ -47,7 +48,7 @@ BAR = 0.95
 def test_log_prob_entropy_and_mode_are_summed_over_sub_actions_by_hand():
     # Sub-action 0: probabilities (1/4, 3/4); sub-action 1: (1/4, 1/4, 1/2).
     flat = jnp.array([[0.0, math.log(3.0), 0.0, 0.0, math.log(2.0)]])
-    logits = multi_discrete_logits(flat, (2, 3))
+    logits = policy.multi_discrete_logits(flat, (2, 3))
     assert logits.shape == (1, 2, 3)
     assert float(logits[0, 0, 2]) == MASKED_VALUE
     dist = action_distribution(logits, True)

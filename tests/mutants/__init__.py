@@ -29,18 +29,26 @@ class Mutant:
         tests: pytest node ids, relative to the repository root, of which at least one must fail.
         apply: patches kitae through the given ``MonkeyPatch`` (attributes must exist:
             ``monkeypatch.setattr`` raises otherwise, so a renamed target is noticed).
+        requires: optional modules its tests need (they skip without them, so the mutant
+            cannot be killed there and ``tests/test_mutations.py`` skips it instead).
     """
 
     name: str
     description: str
     tests: tuple[str, ...]
     apply: Callable[[pytest.MonkeyPatch], None]
+    requires: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, Mutant] = {}
 
 
-def mutant(name: str, description: str, tests: tuple[str, ...] | list[str]):
+def mutant(
+    name: str,
+    description: str,
+    tests: tuple[str, ...] | list[str],
+    requires: tuple[str, ...] = (),
+):
     """Registers the decorated ``apply(monkeypatch)`` function as :class:`Mutant` ``name``."""
 
     def register(apply: Callable[[pytest.MonkeyPatch], None]) -> Callable:
@@ -48,7 +56,7 @@ def mutant(name: str, description: str, tests: tuple[str, ...] | list[str]):
             raise ValueError(f"mutant {name!r} is declared twice")
         if not tests:
             raise ValueError(f"mutant {name!r} names no test")
-        REGISTRY[name] = Mutant(name, description, tuple(tests), apply)
+        REGISTRY[name] = Mutant(name, description, tuple(tests), apply, tuple(requires))
         return apply
 
     return register

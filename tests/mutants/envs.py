@@ -79,6 +79,7 @@ def _(monkeypatch):
     "envpool-life-loss-not-terminal",
     "the EnvPool backend does not end training episodes at a lost life",
     [f"{ENVPOOL}[breakout-training]"],
+    requires=("envpool",),
 )
 def _(monkeypatch):
     _force(monkeypatch, envpool_backend, "make_envpool_atari_env", terminal_on_life_loss=False)
@@ -88,6 +89,7 @@ def _(monkeypatch):
     "envpool-training-rewards-not-clipped",
     "the EnvPool backend gives raw game rewards in training",
     [f"{ENVPOOL}[spaceinvaders-training]"],
+    requires=("envpool",),
 )
 def _(monkeypatch):
     _force(monkeypatch, envpool_backend, "make_envpool_atari_env", clip_rewards=False)
@@ -97,6 +99,7 @@ def _(monkeypatch):
     "envpool-stack-not-zero-padded",
     "the EnvPool backend repeats a new game's first frame through the stack",
     [f"{ENVPOOL}[breakout-evaluation]"],
+    requires=("envpool",),
 )
 def _(monkeypatch):
     monkeypatch.setattr(envpool_backend.EnvPoolAtari, "_pad_new_games", lambda self, o, e: o)
@@ -138,7 +141,10 @@ def _(monkeypatch):
     ["tests/test_mujoco.py::test_mujoco_warnings_are_python_warnings_and_write_no_log_file"],
 )
 def _(monkeypatch):
+    import mujoco
+
     monkeypatch.setattr(make, "route_mujoco_warnings", lambda: None)
+    mujoco.set_mju_user_warning(None)  # an earlier test of the same process may have routed it
 
 
 @mutant(
