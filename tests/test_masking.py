@@ -428,35 +428,47 @@ def test_compiled_path_trains_without_an_invalid_action(name):
 # ---- the search ---------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_search_never_picks_an_invalid_action():
+def masked_choice_search(n_roots: int, num_simulations: int, kind: str):
+    """Roots of :class:`JaxMaskedChoice` and ``search(key, greedy)`` from them, jitted, with a
+    network whose prior favours action 3 (often invalid) as strongly as possible."""
     pytest.importorskip("mctx")
     from kitae.planning.search import SearchParams, planning_env, run_search
 
-    env = planning_env(JaxMaskedChoice())
-    roots, _ = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), 16))
-
     def predict_fn(net_params, observations):
-        # A prior and values that favour action 3 (often invalid) as strongly as possible.
-        del net_params
         batch = observations["action_mask"].shape[0]
-        logits = jnp.broadcast_to(jnp.array([0.0, 0.0, 0.0, 20.0]), (batch, 4))
-        return logits, jnp.zeros(batch)
+        return jnp.broadcast_to(jnp.array([0.0, 0.0, 0.0, 20.0]), (batch, 4)), jnp.zeros(batch)
 
-    mask = np.asarray(roots.observation["action_mask"]) > 0
-    assert not mask[:, 3].all()
+    env = planning_env(JaxMaskedChoice())
+    roots, _ = jax.vmap(env.reset)(jax.random.split(jax.random.PRNGKey(0), n_roots))
+    params = SearchParams(num_simulations=num_simulations, gamma=0.9, kind=kind)
+    search = jax.jit(
+        lambda key, greedy: run_search(env, predict_fn, params, None, key, roots, greedy)
+    )
+    return roots, search
+
+
+@pytest.mark.slow
+def test_search_never_picks_an_invalid_action():
     for kind in ("puct", "gumbel"):
-        params = SearchParams(num_simulations=2, gamma=0.9, kind=kind)
-        search = jax.jit(
-            lambda key, roots, greedy, params=params: run_search(
-                env, predict_fn, params, None, key, roots, greedy
-            )
-        )
+        roots, search = masked_choice_search(16, 2, kind)
+        mask = np.asarray(roots.observation["action_mask"]) > 0
+        assert not mask[:, 3].all()
         for greedy in (False, True):
-            output = search(jax.random.PRNGKey(1), roots, greedy)
+            output = search(jax.random.PRNGKey(1), greedy)
             assert_valid(output.action, mask)
             weights = np.asarray(output.action_weights)
             assert np.all(weights[~mask] == 0.0)
+
+
+@pytest.mark.slow
+def test_the_gumbel_search_never_expands_an_invalid_action_below_the_root():
+    _, search = masked_choice_search(8, 24, "gumbel")
+    tree = search(jax.random.PRNGKey(1), False).search_tree
+    assert (np.asarray(tree.parents) > 0).any()  # the search went below the root
+    # every visited node was reached through valid actions only: no env state counts one
+    n_invalid = np.asarray(tree.embeddings.env_state.n_invalid)
+    visited = np.asarray(tree.node_visits) > 0
+    assert np.all(n_invalid[visited] == 0)
 
 
 # ---- clear errors -------------------------------------------------------------------------------

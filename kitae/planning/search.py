@@ -29,7 +29,7 @@ except ImportError as err:  # an optional dependency
     raise ImportError("the search needs mctx: pip install 'kitae[planning]'.") from err
 
 from kitae.envs.jax_env import JaxEnv, make_jax_env
-from kitae.masking import action_mask
+from kitae.masking import action_mask, apply_mask
 
 PredictFn = Callable[[Any, jax.Array], tuple[jax.Array, jax.Array]]
 """``predict_fn(net_params, observations [B, ...]) -> (prior_logits [B, A], values [B])``."""
@@ -148,7 +148,10 @@ def make_recurrent_fn(env: PlanningEnv, predict_fn: PredictFn, gamma: float) -> 
         ``recurrent_fn(net_params, key, action [B], embedding) -> (RecurrentFnOutput,
         embedding)``: from a non-terminal node, the env's reward, discount
         ``gamma * (1 - terminated)`` and the network's value (0 when terminated); from a terminal
-        node, reward 0, discount 0, value 0 and the same (terminal) node.
+        node, reward 0, discount 0, value 0 and the same (terminal) node. An action mask in the
+        new node's observation sets its invalid actions' prior logits to the masked value, so
+        the Gumbel search never expands them; PUCT gives them no exploration bonus but, like
+        ``mctx``, masks hard only at the root.
     """
 
     def recurrent_fn(
@@ -159,6 +162,7 @@ def make_recurrent_fn(env: PlanningEnv, predict_fn: PredictFn, gamma: float) -> 
             keys, embedding.env_state, action
         )
         prior_logits, value = predict_fn(net_params, observation)
+        prior_logits = apply_mask(prior_logits, action_mask(observation))
         was_terminal = embedding.terminal
         terminal = was_terminal | terminated
         output = mctx.RecurrentFnOutput(

@@ -203,3 +203,15 @@ def _(monkeypatch):
 
     monkeypatch.setattr(policy, "action_distribution", action_distribution)
     monkeypatch.setattr(ppo, "action_distribution", action_distribution)
+
+
+@mutant(
+    "mask-search-interior-unmasked",
+    "the search masks invalid actions at the root only, not in the nodes below it",
+    [T + "test_the_gumbel_search_never_expands_an_invalid_action_below_the_root"],
+    requires=("mctx",),
+)
+def _(monkeypatch):
+    import kitae.planning.search as search
+
+    monkeypatch.setattr(search, "apply_mask", lambda values, mask: values)
