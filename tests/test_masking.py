@@ -284,6 +284,36 @@ def test_ppo_loss_uses_the_masked_policy():
     assert np.isfinite(info["loss"])
 
 
+@pytest.mark.parametrize("double_q", [False, True], ids=["max", "double"])
+def test_r2d2_targets_bootstrap_from_the_best_valid_next_action_by_hand(double_q):
+    from kitae.algos.r2d2 import R2D2Batch, r2d2_sequence_losses
+    from kitae.modules.recurrent import RecurrentOutput
+
+    # One window of 2 steps (no burn-in), 1-step targets, gamma 0.5, rewards 1 and 0.
+    # Next-state Q-values (online and target alike): action 3 is worth 10 but only actions 0 and
+    # 1 (worth 2 and 4) are valid after step 0; after step 1 only action 3 is valid.
+    q_next = jnp.array([[[2.0, 4.0, 0.0, 10.0]], [[2.0, 4.0, 0.0, 10.0]]])  # [T=2, B=1, A=4]
+    masks = np.array([[[1, 1, 0, 0], [0, 0, 0, 1]]], np.float32)  # [B, T, A]
+
+    def apply_fn(params, observations, resets, state, next_observations=None):
+        q = jnp.zeros(q_next.shape)  # the taken actions' values, so td_error == target
+        return RecurrentOutput(q, jnp.zeros((2, 1, 3)), q_next)
+
+    batch = R2D2Batch(
+        observation={"observation": np.zeros((1, 2, 4), np.float32), "action_mask": masks},
+        action=np.zeros((1, 2), np.int32),
+        reward=np.array([[1.0, 0.0]], np.float32),
+        terminated=np.zeros((1, 2), bool),
+        truncated=np.zeros((1, 2), bool),
+        next_observation={"observation": np.zeros((1, 2, 4), np.float32), "action_mask": masks},
+        core_state=np.zeros((1, 3), np.float32),
+        weight=np.ones(1, np.float32),
+    )
+    params = R2D2Params(burn_in=0, sequence_length=2, n_step=1, gamma=0.5, double_q=double_q)
+    out = r2d2_sequence_losses(apply_fn, {}, {}, batch, params)
+    np.testing.assert_allclose(out.td_error[:, 0], [1.0 + 0.5 * 4.0, 0.0 + 0.5 * 10.0])
+
+
 def test_discrete_sac_explores_acts_and_bootstraps_among_valid_actions():
     env = masked_env()
     params = {"hidden_sizes": (8,), "start_step": -1, "skip_steps": 4}

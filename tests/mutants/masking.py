@@ -215,3 +215,13 @@ def _(monkeypatch):
     import kitae.planning.search as search
 
     monkeypatch.setattr(search, "apply_mask", lambda values, mask: values)
+
+
+@mutant(
+    "mask-r2d2-targets-ignore-mask",
+    "R2D2's bootstrap takes the best next action among all actions, valid or not",
+    [T + "test_r2d2_targets_bootstrap_from_the_best_valid_next_action_by_hand"],
+)
+def _(monkeypatch):
+    original = r2d2.masked_argmax
+    monkeypatch.setattr(r2d2, "masked_argmax", lambda values, mask: original(values, None))
