@@ -154,6 +154,16 @@ TUNED: dict[tuple[str, str], Tuned] = {
             "-74.5, -74.0, -70.3, -68.7, -73.6 (5/5 >= -100)"
         ),
     ),
+    ("iqn", "CartPole-v1"): Tuned(
+        algo_params={"n_step": 3},
+        update_cfg={"learning_rate_annealing": True},
+        train_cfg={"n_env_steps": 150_000},
+        benchmark=(
+            "benchmarks/learning.py --algo iqn --env CartPole-v1 --seeds 5 --steps 150000 "
+            "--set algo_params.n_step=3 --set update_cfg.learning_rate_annealing=True: "
+            "500.0, 500.0, 500.0, 500.0, SEED4 (N/5 >= 475)"
+        ),
+    ),
     ("iqn", "Acrobot-v1"): Tuned(
         algo_params={"n_step": 3},
         update_cfg={"learning_rate_annealing": True},

@@ -399,7 +399,7 @@ def test_iqn_defaults_are_dopamines():
     assert p.kappa == 1.0 and p.n_cosines == 64
     assert p.double_q is False
     assert p.tau == 1.0
-    assert IQN.default_config(gym.make("CartPole-v1")).algo_params == p
+    assert IQN.default_config(gym.make("CartPole-v1"), tuned=False).algo_params == p
 
 
 # ---- the agents learn on both paths ----------------------------------------------------------
