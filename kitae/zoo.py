@@ -161,7 +161,7 @@ TUNED: dict[tuple[str, str], Tuned] = {
         benchmark=(
             "benchmarks/learning.py --algo iqn --env CartPole-v1 --seeds 5 --steps 150000 "
             "--set algo_params.n_step=3 --set update_cfg.learning_rate_annealing=True: "
-            "500.0, 500.0, 500.0, 500.0, SEED4 (N/5 >= 475)"
+            "500.0, 500.0, 500.0, 500.0, 500.0 (5/5 >= 475)"
         ),
     ),
     ("iqn", "Acrobot-v1"): Tuned(
