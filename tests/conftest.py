@@ -4,13 +4,13 @@ JAX's persistent compilation cache is enabled here, at import time of this conft
 test module compiles anything), so repeated test runs reuse compiled executables. The cache lives
 outside the checkout, in the user cache directory ``$XDG_CACHE_HOME/kitae/jax-tests`` (by
 default ``~/.cache/kitae/jax-tests``), or in ``<system tmp>/kitae-jax-tests-<uid>`` without a
-home directory; ``KITAE_TEST_JAX_CACHE`` names another directory.
+home directory; ``KITAE_TEST_JAX_CACHE`` names another directory. (The command line's own cache,
+:mod:`kitae.compilation_cache`, sees this one configured and leaves it in place.)
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -18,25 +18,9 @@ import jax
 import pytest
 
 import kitae  # noqa: F401  (its CPU defaults must be set before JAX initialises a backend)
+from kitae.compilation_cache import user_cache_dir
 
-
-def default_jax_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/kitae/jax-tests``, else ``~/.cache/kitae/jax-tests``, else (no home
-    directory) a per-user folder of the system tmp."""
-    cache_home = os.environ.get("XDG_CACHE_HOME")
-    if cache_home:
-        return Path(cache_home) / "kitae" / "jax-tests"
-    try:
-        home = Path.home()
-    except (RuntimeError, KeyError):  # no HOME and no password-database entry
-        home = None
-    if home is not None and home.is_dir():
-        return home / ".cache" / "kitae" / "jax-tests"
-    user = os.getuid() if hasattr(os, "getuid") else "user"
-    return Path(tempfile.gettempdir()) / f"kitae-jax-tests-{user}"
-
-
-JAX_CACHE_DIR = Path(os.environ.get("KITAE_TEST_JAX_CACHE") or default_jax_cache_dir())
+JAX_CACHE_DIR = Path(os.environ.get("KITAE_TEST_JAX_CACHE") or user_cache_dir("jax-tests"))
 
 jax.config.update("jax_compilation_cache_dir", str(JAX_CACHE_DIR))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.1)

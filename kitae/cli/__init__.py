@@ -9,6 +9,10 @@
     kitae plot RUN_DIR [RUN_DIR ...] -o curve.png
     kitae sweep ALGO --param update_cfg.learning_rate=1e-3,3e-4 [--random N] [--seeds K]
 
+Training commands keep JAX's compiled programs in a persistent cache
+(:mod:`kitae.compilation_cache`; ``KITAE_COMPILATION_CACHE=0`` turns it off), so running the same
+command again skips compilation.
+
 ``kitae train ALGO --help`` lists every field of the algorithm's config with its default and
 documentation (generated from the config dataclasses with tyro). Bad values are refused before
 anything is trained, with a message naming the field.
@@ -158,6 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"kitae: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     try:
+        if command in ("train", "resume", "eval", "sweep"):
+            from kitae.compilation_cache import enable_compilation_cache
+
+            enable_compilation_cache()
         if command == "train":
             train_main(rest)
         elif command == "resume":
