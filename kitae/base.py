@@ -16,7 +16,9 @@ vmapped over envs, e.g. for GAE), then runs ``n_epochs`` shuffled passes of mini
 one compiled call.
 
 The gymnasium loop does, per vector step, one jitted ``explore`` call, the env step, and numpy
-copies into a preallocated host buffer; nothing else is dispatched to JAX per step.
+copies into a preallocated host buffer; nothing else is dispatched to JAX per step. With
+``train_cfg.actor_learner``, an actor thread does the acting and env steps while the calling
+thread stores and updates (see :mod:`kitae.actor_learner`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import numbers
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from kitae.actor_learner import ActorLearner, VectorStep
 from kitae.buffer import (
     Experience,
     PrioritizedSampling,
@@ -522,10 +525,14 @@ class BaseAgent(IAgent):
 
         Returns:
             A summary: ``env_steps`` (total so far), ``n_updates`` (in this call), ``episodes``
-            (finished so far) and ``train_s`` (this call).
+            (finished so far) and ``train_s`` (this call); with ``train_cfg.actor_learner``, also
+            ``acting_lag_max`` / ``acting_lag_mean``, how many updates behind the learner's the
+            acting parameters were (see :mod:`kitae.actor_learner`).
 
         Raises:
-            ValueError: if the env does not match the config, or the run would perform no update.
+            ValueError: if the env does not match the config, or the run would perform no update,
+                or ``train_cfg.actor_learner`` is set for a JAX env or an agent that does not
+                support it.
         """
         n_env_steps = self.config.train_cfg.n_env_steps if n_env_steps is None else n_env_steps
         if (
@@ -541,6 +548,12 @@ class BaseAgent(IAgent):
                 raise ValueError(
                     "callback is for the gymnasium loop; on a JAX env use "
                     "kitae.compiled.make_agent_train(..., log_callback=...)."
+                )
+            if self.config.train_cfg.actor_learner:
+                raise ValueError(
+                    "train_cfg.actor_learner=True is for the gymnasium loop: on a JAX env the "
+                    "compiled path runs acting and updates in one program. Set "
+                    "train_cfg.actor_learner=False."
                 )
 
             return train_agent_compiled(self, env, n_env_steps, progress_bar=progress_bar)
@@ -588,61 +601,90 @@ class BaseAgent(IAgent):
         if eval_every > 0:
             self._check_eval_env()
         last_eval = self.env_steps // eval_every if eval_every > 0 else 0
-        for i in range(1, n_vector_steps + 1):
-            actions, log_probs = self.explore(obs)
-            actions = np.asarray(actions)
-            next_obs, rewards, terminated, truncated, infos = env.step(self.to_env_action(actions))
-            ended = np.logical_or(terminated, truncated)
-            for ep_return, ep_length in self.tracker.step(rewards, ended):
-                self.logger.log(
-                    "episodes", self.env_steps + n_envs, {"return": ep_return, "length": ep_length}
+        steps = self._vector_steps(env, obs, n_vector_steps)
+        with contextlib.closing(steps):
+            for i, step in enumerate(steps, 1):
+                obs, actions, log_probs, next_obs, rewards, terminated, truncated, infos = step
+                ended = np.logical_or(terminated, truncated)
+                for ep_return, ep_length in self.tracker.step(rewards, ended):
+                    self.logger.log(
+                        "episodes",
+                        self.env_steps + n_envs,
+                        {"return": ep_return, "length": ep_length},
+                    )
+                self.env_steps += n_envs
+                self._store(
+                    self.experience_type(
+                        observation=obs,
+                        action=actions,
+                        reward=rewards,
+                        done=terminated,
+                        next_observation=true_next_observation(next_obs, infos, ended),
+                        log_prob=np.asarray(log_probs),
+                        truncated=truncated,
+                    )
                 )
-            self.env_steps += n_envs
-            self._store(
-                self.experience_type(
-                    observation=obs,
-                    action=actions,
-                    reward=rewards,
-                    done=terminated,
-                    next_observation=true_next_observation(next_obs, infos, ended),
-                    log_prob=np.asarray(log_probs),
-                    truncated=truncated,
-                )
-            )
-            obs = next_obs
-            if callback is not None and self.env_steps // callback_every > last_callback:
-                last_callback = self.env_steps // callback_every
-                callback(self)
-            if save_every and self.env_steps // save_every > last_save:
-                last_save, saved_at = self.env_steps // save_every, self.env_steps
-                self.save()
-            if i % log_every == 0 and self.last_info:
-                now = time.perf_counter()
-                sps = (self.env_steps - log_steps) / max(now - log_time, 1e-9)
-                log_time, log_steps = now, self.env_steps
-                self.logger.log("train", self.env_steps, self.train_metrics(sps))
-            if eval_every > 0 and self.env_steps // eval_every > last_eval:
-                last_eval = self.env_steps // eval_every
-                self.evaluate_periodically()
-            if i % refresh == 0 or i == n_vector_steps:
-                now = time.perf_counter()
-                sps = (self.env_steps - last_steps) / max(now - last_time, 1e-9)
-                last_time, last_steps = now, self.env_steps
-                bar.update(refresh * n_envs if i % refresh == 0 else (i % refresh) * n_envs)
-                bar.set_postfix(
-                    sps=f"{sps:,.0f}", ret=f"{self.tracker.recent_mean:.1f}", refresh=False
-                )
+                obs = next_obs
+                if callback is not None and self.env_steps // callback_every > last_callback:
+                    last_callback = self.env_steps // callback_every
+                    callback(self)
+                if save_every and self.env_steps // save_every > last_save:
+                    last_save, saved_at = self.env_steps // save_every, self.env_steps
+                    self.save()
+                if i % log_every == 0 and self.last_info:
+                    now = time.perf_counter()
+                    sps = (self.env_steps - log_steps) / max(now - log_time, 1e-9)
+                    log_time, log_steps = now, self.env_steps
+                    self.logger.log("train", self.env_steps, self.train_metrics(sps))
+                if eval_every > 0 and self.env_steps // eval_every > last_eval:
+                    last_eval = self.env_steps // eval_every
+                    self.evaluate_periodically()
+                if i % refresh == 0 or i == n_vector_steps:
+                    now = time.perf_counter()
+                    sps = (self.env_steps - last_steps) / max(now - last_time, 1e-9)
+                    last_time, last_steps = now, self.env_steps
+                    bar.update(refresh * n_envs if i % refresh == 0 else (i % refresh) * n_envs)
+                    bar.set_postfix(
+                        sps=f"{sps:,.0f}", ret=f"{self.tracker.recent_mean:.1f}", refresh=False
+                    )
         bar.close()
         self._env_source, self._env, self._observation = source, env, obs
         if save_every and saved_at != self.env_steps:
             self.save()
         self.logger.close()
-        return {
+        summary = {
             "env_steps": self.env_steps,
             "n_updates": self.n_updates - start_updates,
             "episodes": len(self.tracker.finished),
             "train_s": time.perf_counter() - start,
         }
+        if isinstance(steps, ActorLearner):
+            summary.update(steps.lag_summary())
+        return summary
+
+    def _vector_steps(
+        self, env: gym.vector.VectorEnv, obs: Any, n_vector_steps: int
+    ) -> Iterator[VectorStep]:
+        """The ``n_vector_steps`` vector steps :meth:`train` stores, acting from ``obs``: acted
+        and stepped here, between two stored steps, or by an actor thread with
+        ``train_cfg.actor_learner`` (:class:`~kitae.actor_learner.ActorLearner`). Close the
+        iterator when done."""
+        if self.config.train_cfg.actor_learner:
+            return ActorLearner(self, env, obs, n_vector_steps)
+        return self._sequential_steps(env, obs, n_vector_steps)
+
+    def _sequential_steps(
+        self, env: gym.vector.VectorEnv, obs: Any, n_vector_steps: int
+    ) -> Iterator[VectorStep]:
+        """Acts and steps the env once each time the loop asks for the next vector step."""
+        for _ in range(n_vector_steps):
+            actions, log_probs = self.explore(obs)
+            actions = np.asarray(actions)
+            next_obs, rewards, terminated, truncated, infos = env.step(self.to_env_action(actions))
+            yield VectorStep(
+                obs, actions, log_probs, next_obs, rewards, terminated, truncated, infos
+            )
+            obs = next_obs
 
     def train_metrics(self, steps_per_second: float) -> dict[str, float]:
         """One ``train`` row: the recent episodes' mean ``episode_return`` / ``episode_length``

@@ -120,6 +120,21 @@ class TrainConfig:
             Gymnasium loop: on a separate env built from ``env_cfg.task_name``; compiled loop: on
             the same JAX env, checked after each chunk. Training is unchanged.
         eval_episodes: episodes per periodic evaluation.
+        actor_learner: gymnasium loop: step the env in an actor thread while the calling thread
+            stores the transitions and runs the updates, so that env steps and updates overlap
+            (see :mod:`kitae.actor_learner`). Same factories, checkpoints, logs and evaluations
+            as the sequential loop; not for JAX envs (the compiled path) nor for agents with an
+            acting state (``init_actor_state``).
+        max_staleness: with ``actor_learner``, the bound ``K`` on how old the acting parameters
+            may be, in update calls: every transition is acted with the parameters of an update
+            count at most ``K`` below the learner's when it stores the transition. Off-policy
+            (DQN), the actor runs at most ``K`` update periods (``skip_steps`` transitions each)
+            ahead; on-policy (PPO), a rollout is collected with parameters up to ``K`` iterations
+            old, and its stored behaviour log-probabilities keep the probability ratio right.
+            ``0`` reproduces the sequential loop exactly (no overlap).
+        actor_queue_steps: with ``actor_learner``, vector steps the actor may have sent ahead of
+            the learner (bounds the memory of the queue; the actor needs about one update
+            period of them to overlap an update).
     """
 
     n_env_steps: int = 100_000
@@ -131,6 +146,9 @@ class TrainConfig:
     loggers: tuple[str, ...] = ("jsonl",)
     eval_frequency: int = -1
     eval_episodes: int = 10
+    actor_learner: bool = False
+    max_staleness: int = 1
+    actor_queue_steps: int = 1024
 
 
 @dataclass
@@ -381,6 +399,10 @@ def validate_config(config: AlgoConfig) -> None:
     if t.eval_frequency != -1:
         check_int("train_cfg.eval_frequency (use -1 to disable)", t.eval_frequency, 1)
     check_int("train_cfg.eval_episodes", t.eval_episodes, 1)
+    if not isinstance(t.actor_learner, bool):
+        _fail("train_cfg.actor_learner", t.actor_learner, "it must be True or False.")
+    check_int("train_cfg.max_staleness", t.max_staleness, 0)
+    check_int("train_cfg.actor_queue_steps", t.actor_queue_steps, 1)
 
     e = config.env_cfg
     check_int("env_cfg.n_envs", e.n_envs, 1)
