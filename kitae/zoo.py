@@ -29,6 +29,7 @@ AGENTS: dict[str, str] = {
     "qrdqn": "kitae.algos.qrdqn:QRDQN",
     "iqn": "kitae.algos.iqn:IQN",
     "ppo": "kitae.algos.ppo:PPO",
+    "pqn": "kitae.algos.pqn:PQN",
     "sac": "kitae.algos.sac:SAC",
     "td3": "kitae.algos.td3:TD3",
     "ddpg": "kitae.algos.td3:DDPG",
@@ -423,6 +424,35 @@ TUNED_PATTERNS: dict[tuple[str, str], Tuned] = {
         train_cfg={"n_env_steps": 10_000_000},
         n_envs=64,
         benchmark="benchmarks/learning.py --algo ppo --env gymnax:<Game>-MinAtar: not measured yet",
+    ),
+    # purejaxql, purejaxql/config/alg/pqn_minatar.yaml: 1e7 steps, 128 envs x 32 steps, 2 epochs
+    # of 32 minibatches (128), lr 5e-4 annealed linearly, gradient norm 10, gamma 0.99, lambda
+    # 0.65, epsilon 1 -> 0.05 over the first 10%, LayerNorm; kitae's MinAtar CNN (no LayerNorm
+    # after its convolution, which purejaxql's CNN has) and a 128-unit layer.
+    ("pqn", "*-MinAtar"): Tuned(
+        algo_params={
+            "gamma": 0.99,
+            "q_lambda": 0.65,
+            "exploration_start": 1.0,
+            "exploration_end": 0.05,
+            "exploration_fraction": 0.1,
+            "reward_scale": 1.0,
+            "hidden_sizes": (128,),
+            "activation": "relu",
+            "layer_norm": True,
+            "encoder": "minatar_cnn",
+        },
+        update_cfg={
+            "learning_rate": 5e-4,
+            "learning_rate_annealing": True,
+            "max_grad_norm": 10.0,
+            "max_buffer_size": 128 * 32,
+            "batch_size": 128,
+            "n_epochs": 2,
+        },
+        train_cfg={"n_env_steps": 10_000_000},
+        n_envs=128,
+        benchmark="benchmarks/learning.py --algo pqn --env gymnax:<Game>-MinAtar: not measured yet",
     ),
 }
 """``(algorithm name, env id pattern) -> Tuned`` for families of envs (``fnmatch`` patterns:

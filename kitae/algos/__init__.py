@@ -10,6 +10,7 @@ from kitae.algos.c51 import C51, C51Params
 from kitae.algos.dqn import DQN, DQNParams, QLearningParams
 from kitae.algos.iqn import IQN, IQNParams
 from kitae.algos.ppo import PPO, PPOParams
+from kitae.algos.pqn import PQN, PQNParams
 from kitae.algos.qrdqn import QRDQN, QRDQNParams
 from kitae.algos.r2d2 import R2D2, R2D2Params
 from kitae.algos.sac import SAC, SACParams
@@ -27,6 +28,8 @@ __all__ = [
     "IQNParams",
     "PPO",
     "PPOParams",
+    "PQN",
+    "PQNParams",
     "R2D2",
     "R2D2Params",
     "SAC",

@@ -49,6 +49,7 @@ ALGORITHMS: dict[str, Algorithm] = {
     "qrdqn": Algorithm("kitae.algos.qrdqn:QRDQN", "CartPole-v1", 100_000),
     "iqn": Algorithm("kitae.algos.iqn:IQN", "CartPole-v1", 100_000),
     "ppo": Algorithm("kitae.algos.ppo:PPO", "CartPole-v1", 200_000),
+    "pqn": Algorithm("kitae.algos.pqn:PQN", "CartPole-v1", 100_000),
     "sac": Algorithm("kitae.algos.sac:SAC", "Pendulum-v1", 20_000),
     "td3": Algorithm("kitae.algos.td3:TD3", "Pendulum-v1", 20_000),
     "ddpg": Algorithm("kitae.algos.td3:DDPG", "Pendulum-v1", 20_000),
