@@ -77,7 +77,7 @@ def test_base_model_defaults():
     assert model.epsilon == 0.25
     with pytest.raises(ValueError, match="epsilon"):
         model.set_epsilon(1.5)
-    assert model.input_size == 6 and model.memory.capacity == 8
+    assert model.stacked_size == 6 and model.memory.capacity == 8
     model.memory.add(np.ones(3), 0, 0.0, False)
     model.start_epoch_action()  # a new episode: the next stack is zero-padded
     np.testing.assert_array_equal(model.stacked_state(np.full(3, 2.0)), [0, 0, 0, 2, 2, 2])

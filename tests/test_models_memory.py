@@ -26,9 +26,16 @@ def frame(t: int) -> np.ndarray:
 class Reference:
     """The whole history in lists; stacks built one frame at a time."""
 
-    def __init__(self, capacity: int, n_frames: int, mask_partial_stacks: bool = False):
+    def __init__(
+        self,
+        capacity: int,
+        n_frames: int,
+        mask_partial_stacks: bool = False,
+        valid_rule: str = "transition",
+    ):
         self.capacity, self.n = capacity, n_frames
         self.mask_partial_stacks = mask_partial_stacks
+        self.valid_rule = valid_rule
         self.episode: list[int] = []
         self.done: list[bool] = []
         self.reward: list[float] = []
@@ -69,7 +76,11 @@ class Reference:
         return self.stack(range(t - self.n + 2, t + 2), self.episode[t])
 
     def valid(self, t: int) -> bool:
-        ok = self.done[t] or (t + 1 < self.n_added and self.episode[t + 1] == self.episode[t])
+        if self.valid_rule == "episode_boundary":  # no held done among the stack's earlier steps
+            earlier = range(max(self.oldest(), t - self.n + 1), t)
+            ok = not any(self.done[u] for u in earlier)
+        else:
+            ok = self.done[t] or (t + 1 < self.n_added and self.episode[t + 1] == self.episode[t])
         if self.mask_partial_stacks:
             first = self.episode.index(self.episode[t])
             ok = ok and t - first >= self.n - 1
@@ -103,21 +114,36 @@ OPS = st.lists(
         st.tuples(st.just("add"), st.booleans()),
         st.tuples(st.just("add"), st.just(False)),
         st.tuples(st.just("new_episode"), st.just(False)),
+        st.tuples(st.just("add_empty"), st.just(False)),  # Sorrel's name of new_episode
     ),
     max_size=70,
 )
 
 
-def play(ops, capacity: int, n_frames: int, mask_partial_stacks: bool = False):
+def play(
+    ops,
+    capacity: int,
+    n_frames: int,
+    mask_partial_stacks: bool = False,
+    valid_rule: str = "transition",
+):
     memory = FrameStackMemory(
-        capacity, OBS_SHAPE, n_frames, mask_partial_stacks=mask_partial_stacks, seed=0
+        capacity,
+        OBS_SHAPE,
+        n_frames,
+        mask_partial_stacks=mask_partial_stacks,
+        seed=0,
+        valid_rule=valid_rule,
     )
-    reference = Reference(capacity, n_frames, mask_partial_stacks)
+    reference = Reference(capacity, n_frames, mask_partial_stacks, valid_rule)
     for op, done in ops:
         if op == "add":
             t = memory.n_added
             memory.add(frame(t), action=t, reward=0.5 * t, done=done)
             reference.add(done, 0.5 * t)
+        elif op == "add_empty":
+            memory.add_empty()
+            reference.new_episode()
         else:
             memory.new_episode()
             reference.new_episode()
@@ -140,16 +166,20 @@ def assert_rows_match(memory: FrameStackMemory, reference: Reference, batch) -> 
     n_frames=st.integers(1, 4),
     extra=st.integers(1, 8),
     mask_partial_stacks=st.booleans(),
+    valid_rule=st.sampled_from(["transition", "episode_boundary"]),
 )
-def test_memory_matches_reference(ops, n_frames, extra, mask_partial_stacks):
+def test_memory_matches_reference(ops, n_frames, extra, mask_partial_stacks, valid_rule):
     capacity = n_frames + extra
-    memory, reference = play(ops, capacity, n_frames, mask_partial_stacks)
+    memory, reference = play(ops, capacity, n_frames, mask_partial_stacks, valid_rule)
     assert len(memory) == min(reference.n_added, capacity)
     expected = reference.sampleable()
     np.testing.assert_array_equal(memory.sampleable_times(), expected)
     assert memory.n_transitions() == len(expected)
     obs = np.array([-7.0, 7.0], np.float32)
     np.testing.assert_array_equal(memory.current_state(obs), reference.current_state(obs))
+    previous = reference.current_state(obs)[:-2].reshape(n_frames - 1, *OBS_SHAPE)
+    np.testing.assert_array_equal(memory.current_state(), previous)  # Sorrel's form
+    assert (memory.idx, memory.size) == (reference.n_added % capacity, len(memory))
     if not expected:
         with pytest.raises(ValueError, match="no complete transition"):
             memory.sample(4)

@@ -45,6 +45,7 @@ def test_tutorial_structure():
         "## 5. Training",
         "## 6. Models written elsewhere",
         "## 7. Playing as a human",
+        "## 8. Coming from Sorrel",
     ):
         assert title in text
     assert any(tag == "torch" for tag, _ in tagged_blocks(text))
@@ -61,3 +62,7 @@ def test_tutorial_runs_and_both_models_improve(capsys):
     out = capsys.readouterr().out
     assert "mean return, epochs 1-5" in out and "human return" in out
     assert ns["player"].quit
+    # section 8: a model built from Sorrel's arguments, saved and loaded
+    assert "IQNModel restored" in out and "the Sorrel-style player quit" in out
+    assert ns["model"].agent.n_updates == 3 and ns["sorrel_player"].quit
+    assert ns["agents"][0].model is ns["iqn_model"]

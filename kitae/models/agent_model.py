@@ -16,6 +16,10 @@ from kitae.buffer import Experience
 from kitae.config import check_int
 from kitae.models.base import BaseModel
 from kitae.models.memory import MemoryBatch
+from kitae.models.weights import tree_arrays, tree_from_arrays
+
+ACTING = "acting/"
+"""Prefix of the names of an :class:`AgentModel`'s acting keys in its saved arrays."""
 
 
 def masked_weights(valid: jax.Array) -> jax.Array:
@@ -122,7 +126,7 @@ class AgentModel(BaseModel):
             values and its action space must be discrete.
         obs_shape: shape of one frame.
         memory_size: frames held by the memory.
-        n_frames: frames per stacked input.
+        n_frames: frames per stacked input (keyword-only).
         batch_size: samples per gradient step (default: the agent's ``update_cfg.batch_size``).
         n_updates: gradient steps per ``train_step``.
         min_transitions: ``train_step`` does nothing until the memory can sample this many
@@ -132,6 +136,11 @@ class AgentModel(BaseModel):
             env step per action) instead of epsilon-greedy on ``select_action``.
         seed: seed of the memory sampling, the exploration and the update keys.
         mask_partial_stacks: see :class:`~kitae.models.memory.FrameStackMemory`.
+        valid_rule: the memory's ``valid`` mask (see :meth:`FrameStackMemory.gather`).
+
+    :meth:`save` writes the agent's whole train state (parameters, target parameters,
+    optimizer state, step counters) and its acting keys; :meth:`load` reads them into an agent
+    of the same architecture, which then acts exactly as the saved one.
 
     Recurrent agents (an acting state carried between steps, ``init_actor_state``, e.g.
     :class:`~kitae.algos.r2d2.R2D2`) are refused: they learn from replayed sequences with the core
@@ -148,8 +157,8 @@ class AgentModel(BaseModel):
         agent: BaseAgent,
         obs_shape: tuple[int, ...] | int,
         memory_size: int = 1024,
-        n_frames: int = 1,
         *,
+        n_frames: int = 1,
         batch_size: int | None = None,
         n_updates: int = 1,
         min_transitions: int | None = None,
@@ -157,6 +166,7 @@ class AgentModel(BaseModel):
         agent_exploration: bool = False,
         seed: int = 0,
         mask_partial_stacks: bool = False,
+        valid_rule: str = "transition",
     ):
         check_feed_forward(agent)
         if isinstance(agent, OffPolicyAgent):
@@ -171,16 +181,17 @@ class AgentModel(BaseModel):
             obs_shape,
             int(env_cfg.action_space.n),
             memory_size,
-            n_frames,
-            epsilon=epsilon,
+            epsilon,
+            n_frames=n_frames,
             seed=seed,
             mask_partial_stacks=mask_partial_stacks,
+            valid_rule=valid_rule,
         )
         self.observation_shape = tuple(env_cfg.observation_space.shape)
-        if int(np.prod(self.observation_shape, dtype=np.int64)) != self.input_size:
+        if int(np.prod(self.observation_shape, dtype=np.int64)) != self.stacked_size:
             raise ValueError(
                 f"agent observation_space shape {self.observation_shape} does not hold "
-                f"n_frames * prod(obs_shape) = {self.input_size} values."
+                f"n_frames * prod(obs_shape) = {self.stacked_size} values."
             )
         self.agent = agent
         if batch_size is None:
@@ -208,8 +219,43 @@ class AgentModel(BaseModel):
 
             self._update_fn = jax.jit(update_fn)
 
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The agent's train state (``agent.state``) as named arrays (see
+        :func:`~kitae.models.weights.tree_arrays`), and the stream of keys it acts with (under
+        ``acting/``), so that a loaded model acts exactly as the saved one (IQN's quantile
+        levels are sampled)."""
+        agent = self.agent
+        return {
+            **tree_arrays(agent.state),
+            f"{ACTING}interact_key": np.asarray(agent._interact_key),
+            f"{ACTING}key_pool": np.asarray(agent._key_pool),
+            f"{ACTING}key_index": np.asarray(agent._key_index, np.int64),
+        }
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Replaces the agent's train state and acting keys by ``arrays`` (the names and shapes
+        of the train state must match).
+
+        Raises:
+            ValueError: if they do not.
+        """
+        arrays = dict(arrays)
+        acting = {k[len(ACTING) :]: arrays.pop(k) for k in list(arrays) if k.startswith(ACTING)}
+        if set(acting) != {"interact_key", "key_pool", "key_index"}:
+            raise ValueError(f"the arrays hold no complete acting key stream: {sorted(acting)}.")
+        self.set_agent_state(tree_from_arrays(self.agent.state, arrays))
+        self.agent._interact_key = jnp.asarray(acting["interact_key"])
+        self.agent._key_pool = np.asarray(acting["key_pool"])
+        self.agent._key_index = int(acting["key_index"])
+
+    def set_agent_state(self, state: Any) -> None:
+        """Replaces the agent's train state; acting then uses it (the agent's cached acting
+        state is dropped, as after an update)."""
+        self.agent.state = state
+        self.agent._acting_state = None
+
     def greedy_action(self, stacked: np.ndarray) -> int:
-        """The agent's greedy action on one stacked input ``[input_size]``."""
+        """The agent's greedy action on one stacked input ``[stacked_size]``."""
         actions, _ = self.agent.select_action(stacked.reshape(1, *self.observation_shape))
         return int(np.asarray(actions)[0])
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -18,6 +18,10 @@ from kitae.models.base import BaseModel
 
 WASD = {"w": 0, "s": 1, "a": 2, "d": 3}
 """The default key map: ``w`` up 0, ``s`` down 1, ``a`` left 2, ``d`` right 3."""
+
+
+SORREL_QUIT = "quit"
+"""The word that quits by raising ``KeyboardInterrupt`` (Sorrel's human player's)."""
 
 
 class QuitGame(Exception):
@@ -73,7 +77,8 @@ class HumanModel(BaseModel):
     ``n_actions`` is taken as the action itself. Invalid keys are asked again (an explanation
     is printed); after ``max_invalid`` invalid keys in a row, or on ``quit_key``,
     :class:`QuitGame` is raised so the simulation can end the episode cleanly (it is an
-    ``Exception``, not a ``KeyboardInterrupt``). Typing ``quit_key`` also sets :attr:`quit`.
+    ``Exception``, not a ``KeyboardInterrupt``). Typing the word ``quit`` raises
+    ``KeyboardInterrupt``, as Sorrel's human player does. Quitting either way sets :attr:`quit`.
 
     Args:
         obs_shape: shape of one observation.
@@ -104,7 +109,7 @@ class HumanModel(BaseModel):
         max_invalid: int | None = 5,
         memory_size: int = 2,
     ):
-        super().__init__(obs_shape, n_actions, memory_size, 1)
+        super().__init__(obs_shape, n_actions, memory_size)
         key_map = dict(WASD if key_map is None else key_map)
         for key, action in key_map.items():
             if not 0 <= int(action) < n_actions:
@@ -164,6 +169,8 @@ class HumanModel(BaseModel):
         Raises:
             QuitGame: on ``quit_key``, after ``max_invalid`` invalid keys, or when the input
                 ends (``EOFError``).
+            KeyboardInterrupt: on the word ``quit`` (Sorrel's way to quit), unless it is
+                ``quit_key``.
         """
         self.show(state)
         keys = ", ".join(f"{k}={a}" for k, a in self.key_map.items())
@@ -178,6 +185,9 @@ class HumanModel(BaseModel):
             if key.strip().lower() == self.quit_key:
                 self.quit = True
                 raise QuitGame("the player quit")
+            if key.strip().lower() == SORREL_QUIT:
+                self.quit = True
+                raise KeyboardInterrupt("the player typed quit")
             action = self.parse_key(key)
             if action is not None:
                 return action
@@ -186,3 +196,38 @@ class HumanModel(BaseModel):
             if self.max_invalid is not None and invalid >= self.max_invalid:
                 self.quit = True
                 raise QuitGame(f"{invalid} invalid keys in a row")
+
+
+class HumanPlayer(HumanModel):
+    """Sorrel's human player: ``HumanPlayer(input_size, action_space, memory_size, show)``.
+
+    A :class:`HumanModel` with the default key map (``w`` ``s`` ``a`` ``d`` for actions 0-3, or
+    an action's number), shown as text when ``show``. Typing ``quit`` raises
+    ``KeyboardInterrupt`` as in Sorrel; ``q`` raises :class:`QuitGame`.
+
+    Args:
+        input_size: shape of one observation.
+        action_space: number of actions.
+        memory_size: frames held by the memory (at least 2 are kept; a human does not train).
+        show: print each observation before asking for a key.
+        **kwargs: any other :class:`HumanModel` argument (``input_fn``, ``output``...).
+    """
+
+    def __init__(
+        self,
+        input_size: int | Sequence[int],
+        action_space: int,
+        memory_size: int = 2,
+        show: bool = True,
+        **kwargs: Any,
+    ):
+        if "render" in kwargs:
+            raise TypeError("HumanPlayer takes show, not render (use HumanModel for render).")
+        self.show_state = bool(show)
+        super().__init__(
+            input_size,
+            action_space,
+            memory_size=max(2, int(memory_size)),
+            render="text" if show else "none",
+            **kwargs,
+        )

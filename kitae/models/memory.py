@@ -24,6 +24,12 @@ Conventions:
   episode. After a termination it is the state of ``t`` shifted by one with a zero frame on top
   (it is never bootstrapped from, ``done = 1``).
 
+Sorrel's replay buffer API is accepted beside kitae's: :attr:`FrameStackMemory.idx` (the write
+position), :attr:`FrameStackMemory.size` (steps held), :meth:`FrameStackMemory.add_empty` (an
+episode boundary) and :meth:`FrameStackMemory.current_state` without an argument (the previous
+``n_frames - 1`` frames, to stack with a new observation). ``valid_rule="episode_boundary"``
+gives Sorrel's ``valid`` mask instead of kitae's (see :meth:`FrameStackMemory.gather`).
+
 Which frames a stack shows and whether they are all still held are decided by
 :mod:`kitae.frame_stack`, the rules the agents' frame-stack replay buffer
 (:class:`kitae.frame_replay.FrameStackReplayBuffer`) follows too: every slot records whether it
@@ -61,6 +67,10 @@ class MemoryBatch(NamedTuple):
     valid: np.ndarray
 
 
+VALID_RULES = ("transition", "episode_boundary")
+"""The rules :meth:`FrameStackMemory.gather` can compute ``valid`` with."""
+
+
 class FrameStackMemory:
     """A numpy ring buffer of single steps that stacks ``n_frames`` frames when read.
 
@@ -72,14 +82,20 @@ class FrameStackMemory:
             before the start of their episode (zero-padded stacks). By default these are valid,
             since the model acts on the same zero-padded stacks at the start of an episode.
         seed: seed of the generator :meth:`sample` uses when none is given.
+        valid_rule: which samples are ``valid`` (see :meth:`gather`): ``"transition"`` (kitae's
+            default: the sample is a transition of one episode) or ``"episode_boundary"``
+            (Sorrel's: the sample's frame stack does not cross an episode boundary, no ``done``
+            among its earlier frames).
 
     Raises:
-        ValueError: if ``capacity < n_frames + 1`` or ``n_frames < 1``.
+        ValueError: if ``capacity < n_frames + 1``, ``n_frames < 1`` or ``valid_rule`` is
+            unknown.
 
     Example::
 
         memory = FrameStackMemory(1024, obs_shape=(4,), n_frames=2)
         state = memory.current_state(obs)  # [8]: the previous frame and obs
+        previous = memory.current_state()  # [1, 4]: the previous frame (Sorrel's form)
         memory.add(obs, action, reward, done)
         states, actions, rewards, next_states, dones, valid = memory.sample(32)
     """
@@ -92,8 +108,14 @@ class FrameStackMemory:
         *,
         mask_partial_stacks: bool = False,
         seed: int | None = None,
+        valid_rule: str = "transition",
     ):
         check_int("n_frames", n_frames, 1)
+        if valid_rule not in VALID_RULES:
+            raise ValueError(
+                f"valid_rule={valid_rule!r} is invalid: use one of {', '.join(VALID_RULES)}."
+            )
+        self.valid_rule = valid_rule
         check_int("capacity", capacity, n_frames + 1)
         self.capacity = int(capacity)
         self.obs_shape = (obs_shape,) if isinstance(obs_shape, int) else tuple(obs_shape)
@@ -146,6 +168,16 @@ class FrameStackMemory:
         """
         self._new_episode = True
 
+    def add_empty(self) -> None:
+        """Sorrel's name for an episode boundary: the same as :meth:`new_episode`.
+
+        Sorrel's buffer advances its write position by ``n_frames - 1`` slots, whose frames
+        (zeros, or stale frames once the ring has wrapped) pad the next episode's first stacks.
+        Here no slot is used: :attr:`idx` and :attr:`size` do not move, and the next episode's
+        first stacks are padded with zeros when they are read, never with stale frames.
+        """
+        self.new_episode()
+
     def clear(self) -> None:
         """Forgets every stored step (the arrays are kept)."""
         self.n_added = 0
@@ -155,28 +187,55 @@ class FrameStackMemory:
         """Number of steps (frames) held: ``min(n_added, capacity)``."""
         return min(self.n_added, self.capacity)
 
+    @property
+    def idx(self) -> int:
+        """The write position: the slot the next :meth:`add` writes, ``n_added % capacity``."""
+        return self.n_added % self.capacity
+
+    @property
+    def size(self) -> int:
+        """Number of steps held (Sorrel's name for ``len(memory)``)."""
+        return len(self)
+
     # ---- reading ------------------------------------------------------------------------
     @property
     def oldest(self) -> int:
         """Global time of the oldest step still held."""
         return self.n_added - len(self)
 
-    def current_state(self, obs: np.ndarray) -> np.ndarray:
-        """The stacked state to act on now: the previous ``n_frames - 1`` frames of the current
-        episode (zeros before its start, all zeros at its first step) with ``obs`` on top.
+    def current_state(self, obs: np.ndarray | None = None) -> np.ndarray:
+        """The stack to act on now.
+
+        With ``obs``, kitae's form: the previous ``n_frames - 1`` frames of the current episode
+        (zeros before its start, all zeros at its first step) with ``obs`` on top, flattened.
+        Without, Sorrel's form: those previous frames alone, one per row, to be stacked with the
+        new observation by the caller (``np.concatenate([memory.current_state(), obs[None]])``).
 
         Args:
-            obs: the newest observation, shape ``obs_shape`` (not stored by this call).
+            obs: the newest observation, shape ``obs_shape`` (not stored by this call), or
+                ``None``.
 
         Returns:
-            ``float32[n_frames * prod(obs_shape)]``.
+            ``float32[n_frames * prod(obs_shape)]`` with ``obs``;
+            ``float32[n_frames - 1, *obs_shape]`` without (no rows when ``n_frames == 1``).
+
+        Raises:
+            ValueError: if ``obs`` does not have ``prod(obs_shape)`` elements.
         """
+        if obs is None:
+            previous = self._stack(np.zeros(self.frame_size, np.float32))[:-1]
+            return previous.reshape(self.n_frames - 1, *self.obs_shape)
         obs = np.asarray(obs, np.float32).reshape(-1)
         if obs.size != self.frame_size:
             raise ValueError(
                 f"obs has shape {obs.shape}, but the memory stores observations of shape "
                 f"{self.obs_shape}."
             )
+        return self._stack(obs).reshape(-1)
+
+    def _stack(self, obs: np.ndarray) -> np.ndarray:
+        """``float32[n_frames, frame_size]``: the current episode's previous frames, ``obs`` on
+        top."""
         n = self.n_frames
         frames = np.zeros((n, self.frame_size), np.float32)
         frames[-1] = obs
@@ -186,7 +245,7 @@ class FrameStackMemory:
             keep = in_episode(first)[:-1]
             held = self.states[times[:-1][keep] % self.capacity]
             frames[:-1][keep] = held.reshape(-1, self.frame_size)
-        return frames.reshape(-1)
+        return frames
 
     def _sampleable(self, times: np.ndarray) -> np.ndarray:
         """Which global ``times`` (all held) can be sampled: their stacked frames are still held
@@ -226,11 +285,22 @@ class FrameStackMemory:
     def gather(self, times: np.ndarray) -> MemoryBatch:
         """The stacked transitions of the given global times (all sampleable).
 
-        ``valid`` is 1 when the sample is a transition of one episode: the step terminated its
-        episode, or its next step belongs to the same episode. It is 0 for the last step of an
-        episode ended by :meth:`new_episode` without ``done`` (its next observation was never
-        stored, the next stored frame belongs to another episode) and, with
-        ``mask_partial_stacks``, for the first ``n_frames - 1`` steps of every episode.
+        ``valid`` follows :attr:`valid_rule`:
+
+        * ``"transition"`` (default): 1 when the sample is a transition of one episode, the step
+          terminated its episode or its next step belongs to the same episode. It is 0 for the
+          last step of an episode ended by :meth:`new_episode` without ``done`` (its next
+          observation was never stored, the next stored frame belongs to another episode).
+          Stacks that reach before their episode's start are valid: they are zero-padded, as
+          the stacks the model acted on.
+        * ``"episode_boundary"`` (Sorrel's mask): 0 when the sample's frame stack crosses an
+          episode boundary, a ``done`` among the stack's ``n_frames - 1`` earlier steps (steps
+          the ring no longer holds count as not done); 1 otherwise, the last step of an episode
+          ended without ``done`` included (its next state then has a zero frame on top, where
+          Sorrel's would show its padding frame).
+
+        With ``mask_partial_stacks``, the first ``n_frames - 1`` steps of every episode are also
+        0, under either rule.
 
         Args:
             times: ``int[B]`` global times from :meth:`sampleable_times`.
@@ -249,7 +319,12 @@ class FrameStackMemory:
         # The next stack keeps the frames of the step's episode, and the next frame if it is one.
         next_keep = np.concatenate([keep[:, 1:], next_same_episode[:, None]], axis=1)
         next_states = self._frames(frame_times + 1, next_keep)
-        valid = dones | next_same_episode
+        if self.valid_rule == "episode_boundary":
+            earlier = frame_times[:, :-1]
+            held = earlier >= self.oldest
+            valid = ~np.any(self.dones[earlier % cap] & held, axis=1)
+        else:
+            valid = dones | next_same_episode
         if self.mask_partial_stacks:
             valid &= keep.all(axis=1)
         return MemoryBatch(

@@ -8,6 +8,9 @@ dict ordering) matches the ``i``-th torch layer named in ``torch_names``. A flax
 torch-named tensors (``"<name>.weight"``, ``"<name>.bias"``), so
 ``torch_module.load_state_dict(safetensors.torch.load_file(path))`` reads them.
 
+:func:`tree_arrays` and :func:`tree_from_arrays` name the arrays of any pytree by their path,
+which is how models save their weights (:meth:`kitae.models.BaseModel.save`).
+
 safetensors (and torch, for the torch helpers) are imported lazily: install ``kitae[torch]``.
 """
 
@@ -187,3 +190,58 @@ def load_torch_safetensors(torch_module: Any, path: str | Path) -> None:
     from safetensors.torch import load_file
 
     torch_module.load_state_dict(load_file(str(path)))
+
+
+def tree_arrays(tree: Any) -> dict[str, np.ndarray]:
+    """The array leaves of a pytree by their path (``jax.tree_util.keystr``), as numpy arrays.
+
+    Args:
+        tree: a pytree of arrays (e.g. a flax ``TrainState``, whose static fields are not
+            leaves).
+
+    Returns:
+        ``{path: array}`` for every leaf, in the tree's order.
+    """
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def tree_from_arrays(template: Any, arrays: Mapping[str, Any]) -> Any:
+    """``template`` with every leaf replaced by the array of the same path in ``arrays``.
+
+    Args:
+        template: the pytree giving the structure, names, shapes and dtypes.
+        arrays: ``{path: array}`` as :func:`tree_arrays` names them.
+
+    Returns:
+        The new pytree, each leaf of the kind and dtype of the template's (JAX array, numpy
+        array or Python scalar).
+
+    Raises:
+        ValueError: if a name is missing or extra, or a shape differs.
+    """
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    names = [jax.tree_util.keystr(path) for path, _ in leaves]
+    missing, extra = set(names) - set(arrays), set(arrays) - set(names)
+    if missing or extra:
+        raise ValueError(
+            f"the arrays do not match the model: missing {sorted(missing)}, "
+            f"unexpected {sorted(extra)}."
+        )
+    new = []
+    for name, (_, leaf) in zip(names, leaves, strict=True):
+        value = np.asarray(arrays[name])
+        if value.shape != np.shape(leaf):
+            raise ValueError(f"{name} has shape {value.shape}, the model needs {np.shape(leaf)}.")
+        new.append(_like(leaf, value))
+    return jax.tree_util.tree_unflatten(treedef, new)
+
+
+def _like(leaf: Any, value: np.ndarray) -> Any:
+    """``value`` as the kind of ``leaf``: a JAX array of its dtype, a numpy array of its dtype,
+    or a Python scalar of its type (e.g. a train state's ``step`` before the first update)."""
+    if isinstance(leaf, jax.Array):
+        return jax.numpy.asarray(value, dtype=leaf.dtype)
+    if isinstance(leaf, np.ndarray | np.generic):
+        return np.asarray(value, dtype=leaf.dtype)
+    return type(leaf)(value.item())

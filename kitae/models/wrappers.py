@@ -19,12 +19,13 @@ import numpy as np
 
 from kitae.models.base import BaseModel
 from kitae.models.memory import MemoryBatch
+from kitae.models.weights import tree_arrays, tree_from_arrays
 from kitae.types import Params
 
 
 class FlaxModel(BaseModel):
-    """A flax network ``module.apply(variables, x [B, input_size]) -> [B, n_actions]`` as a
-    model; acting is one jitted call (compiled once).
+    """A flax network ``module.apply(variables, x [B, stacked_size]) -> [B, n_actions]`` as a
+    model; acting is one jitted call (compiled once). :meth:`save` writes :attr:`variables`.
 
     Args:
         module: the flax module.
@@ -32,7 +33,7 @@ class FlaxModel(BaseModel):
         obs_shape: shape of one frame.
         n_actions: number of discrete actions (the network's output size).
         memory_size: frames held by the memory.
-        n_frames: frames per stacked input.
+        n_frames: frames per stacked input (keyword-only).
         train_fn: optional ``train_fn(variables, batch: MemoryBatch) -> (variables, loss)``
             that :meth:`train_step` calls on a memory sample of ``batch_size``.
         batch_size: samples passed to ``train_fn``.
@@ -47,14 +48,14 @@ class FlaxModel(BaseModel):
         obs_shape: tuple[int, ...] | int,
         n_actions: int,
         memory_size: int = 1024,
-        n_frames: int = 1,
         *,
+        n_frames: int = 1,
         train_fn: Callable[[Params, MemoryBatch], tuple[Params, Any]] | None = None,
         batch_size: int = 64,
         epsilon: float = 0.0,
         seed: int | None = None,
     ):
-        super().__init__(obs_shape, n_actions, memory_size, n_frames, epsilon=epsilon, seed=seed)
+        super().__init__(obs_shape, n_actions, memory_size, epsilon, n_frames=n_frames, seed=seed)
         self.module = module
         self.variables = variables
         self.train_fn = train_fn
@@ -72,6 +73,20 @@ class FlaxModel(BaseModel):
         x = self.stacked_state(state)[None]
         return int(self.greedy_fn(self.variables, x)[0])
 
+    def state_value(self, state: Any) -> float:
+        """The largest network output for the stacked ``state`` (``max_a Q(s, a)`` when the
+        network outputs Q-values)."""
+        x = self.stacked_state(state)[None]
+        return float(np.max(np.asarray(self.module.apply(self.variables, x))))
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """:attr:`variables` as named arrays (see :func:`~kitae.models.weights.tree_arrays`)."""
+        return tree_arrays(self.variables)
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Replaces :attr:`variables` by ``arrays`` (names and shapes must match)."""
+        self.variables = tree_from_arrays(self.variables, arrays)
+
     def train_step(self) -> Any:
         """Calls ``train_fn`` on a memory sample (0 without ``train_fn`` or data)."""
         if self.train_fn is None or self.memory.n_transitions() == 0:
@@ -81,16 +96,17 @@ class FlaxModel(BaseModel):
 
 
 class TorchModel(BaseModel):
-    """A ``torch.nn.Module`` mapping ``float32[B, input_size] -> [B, n_actions]`` as a model.
+    """A ``torch.nn.Module`` mapping ``float32[B, stacked_size] -> [B, n_actions]`` as a model.
 
     Acting runs the module in eval mode under ``torch.no_grad`` and takes the argmax.
+    :meth:`save` writes the module's ``state_dict`` (torch names).
 
     Args:
         module: the torch module (on the CPU).
         obs_shape: shape of one frame.
         n_actions: number of discrete actions.
         memory_size: frames held by the memory.
-        n_frames: frames per stacked input.
+        n_frames: frames per stacked input (keyword-only).
         train_fn: optional ``train_fn(module, batch: MemoryBatch) -> loss`` that
             :meth:`train_step` calls on a memory sample of ``batch_size``.
         batch_size: samples passed to ``train_fn``.
@@ -107,21 +123,22 @@ class TorchModel(BaseModel):
         obs_shape: tuple[int, ...] | int,
         n_actions: int,
         memory_size: int = 1024,
-        n_frames: int = 1,
         *,
+        n_frames: int = 1,
         train_fn: Callable[[Any, MemoryBatch], Any] | None = None,
         batch_size: int = 64,
         epsilon: float = 0.0,
         seed: int | None = None,
     ):
         self._torch = import_torch()
-        super().__init__(obs_shape, n_actions, memory_size, n_frames, epsilon=epsilon, seed=seed)
+        super().__init__(obs_shape, n_actions, memory_size, epsilon, n_frames=n_frames, seed=seed)
         self.module = module
         self.train_fn = train_fn
         self.batch_size = batch_size
 
     def q_values(self, states: np.ndarray) -> np.ndarray:
-        """The module's outputs ``float32[B, n_actions]`` for stacked ``states [B, input_size]``."""
+        """The module's outputs ``float32[B, n_actions]`` for stacked
+        ``states [B, stacked_size]``."""
         torch = self._torch
         was_training = self.module.training
         self.module.eval()
@@ -137,6 +154,27 @@ class TorchModel(BaseModel):
         if self.explores():
             return self.random_action()
         return int(np.argmax(self.q_values(self.stacked_state(state)[None])[0]))
+
+    def state_value(self, state: Any) -> float:
+        """The largest module output for the stacked ``state`` (``max_a Q(s, a)`` when the
+        module outputs Q-values)."""
+        return float(np.max(self.q_values(self.stacked_state(state)[None])[0]))
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        """The module's ``state_dict`` as numpy arrays (torch names)."""
+        return {k: v.detach().cpu().numpy() for k, v in self.module.state_dict().items()}
+
+    def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Loads ``arrays`` into the module (strict: the names and shapes must match).
+
+        Raises:
+            ValueError: if they do not.
+        """
+        torch = self._torch
+        try:
+            self.module.load_state_dict({k: torch.as_tensor(v) for k, v in arrays.items()})
+        except RuntimeError as error:
+            raise ValueError(f"the arrays do not match the module: {error}") from error
 
     def train_step(self) -> Any:
         """Calls ``train_fn`` on a memory sample (0 without ``train_fn`` or data)."""
