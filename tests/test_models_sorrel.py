@@ -21,6 +21,7 @@ from kitae.algos.dqn import DQNParams
 from kitae.algos.iqn import IQNParams
 from kitae.models import (
     Agent,
+    AgentModel,
     BaseModel,
     DDQNModel,
     FlaxModel,
@@ -78,6 +79,19 @@ def test_kitae_keywords_still_work_and_n_frames_is_keyword_only():
     # the old positional n_frames lands in epsilon: refused with the rule in the message
     with pytest.raises(ValueError, match="fourth positional argument is epsilon.*n_frames"):
         FirstAction((3,), 2, 8, 2)
+
+
+def test_n_frames_is_keyword_only_in_every_model():
+    """No model reads a positional n_frames any more: the old calls fail loudly."""
+    module = QValue(3, (8,))
+    variables = module.init(jax.random.PRNGKey(0), jnp.zeros((1, 4)))
+    with pytest.raises(TypeError):
+        FlaxModel(module, variables, (2,), 3, 8, 2)
+    assert FlaxModel(module, variables, (2,), 3, 8, n_frames=2).stacked_size == 4
+    agent = DDQNModel((4,), 2, QModelParams(memory_size=16, batch_size=4)).agent
+    with pytest.raises(TypeError):
+        AgentModel(agent, (4,), 16, 1)
+    assert AgentModel(agent, (2,), 16, n_frames=2).n_frames == 2
 
 
 @pytest.mark.parametrize(
