@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import typing
 from pathlib import Path
 
@@ -440,3 +441,175 @@ def test_pettingzoo_runs_train_sweep_and_log_per_agent_returns(tmp_cwd, capsys):
     assert main([*sweep, "--param", "algo_params.gamma=0.9,0.99"]) == 0
     results = [json.loads(x) for x in (tmp_cwd / "runs/s/results.jsonl").read_text().splitlines()]
     assert sorted(r["algo_params.gamma"] for r in results) == ["0.9", "0.99"]
+
+
+# ---- distributed training ------------------------------------------------------------------------
+
+DISTRIBUTED_DQN = [
+    "train", "dqn", "--env", "gymnax:CartPole-v1", "--distributed", *FAST_DQN,
+    "--n-envs", "2", "--run-name", "r",
+]  # fmt: skip
+
+
+@pytest.fixture
+def no_cluster_env(monkeypatch):
+    """No process settings in the environment (nor a SLURM allocation)."""
+    for name in ("KITAE_COORDINATOR_ADDRESS", "KITAE_NUM_PROCESSES", "KITAE_PROCESS_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ([], "needs its process settings"),
+        (["--num-processes", "2", "--process-id", "1"], "missing --coordinator-address"),
+        (["--coordinator-address", "127.0.0.1:1", "--num-processes", "2"], "missing --process-id"),
+        (["--num-processes", "1", "--env", "CartPole-v1"], "compiled path"),
+        (["--num-processes", "1", "--env", "pettingzoo:mpe2.simple_spread_v3"], "compiled path"),
+        (["--num-processes", "1", "--train-cfg.save-frequency", "400"], "save_frequency"),
+    ],
+)
+def test_distributed_train_is_refused_before_anything_runs(
+    tmp_cwd, capsys, no_cluster_env, extra, message
+):
+    assert main([*DISTRIBUTED_DQN, *extra]) == 2
+    assert message in capsys.readouterr().err
+    assert not any(tmp_cwd.iterdir())  # no run directory
+
+
+def test_process_settings_without_distributed_are_refused(tmp_cwd, capsys, no_cluster_env):
+    args = [a for a in DISTRIBUTED_DQN if a != "--distributed"]
+    assert main([*args, "--num-processes", "2"]) == 2
+    assert "--num-processes set the processes of --distributed" in capsys.readouterr().err
+    assert not any(tmp_cwd.iterdir())
+
+
+@pytest.mark.slow
+def test_distributed_train_on_two_processes_writes_one_run_from_process_0(tmp_path):
+    """Two processes (settings from flags, and from KITAE_* variables) train one run; the same
+    command with one process of 2 devices trains the same run."""
+    from distributed_launch import child_env, free_port, launch, python_command, report
+
+    from kitae.checkpoint import load_params
+
+    address = f"127.0.0.1:{free_port()}"
+    train = python_command("-m", "kitae", *DISTRIBUTED_DQN)
+    variables = {
+        "KITAE_COORDINATOR_ADDRESS": address,
+        "KITAE_NUM_PROCESSES": "2",
+        "KITAE_PROCESS_ID": "1",
+    }
+    commands = [
+        [*train, "--runs-dir", str(tmp_path / "runs"), "--coordinator-address", address]
+        + ["--num-processes", "2", "--process-id", "0"],
+        [*train, "--runs-dir", str(tmp_path / "runs")],
+        [*train, "--runs-dir", str(tmp_path / "single"), "--num-processes", "1"],
+    ]
+    envs = [child_env(1), child_env(1, variables), child_env(2)]
+    finished = launch(commands, envs, timeout_s=240, cwd=tmp_path)
+    assert all(f.returncode == 0 for f in finished), report(finished)
+    report0 = json.loads(finished[0].stdout.strip().splitlines()[-1])
+    assert (report0["n_processes"], report0["n_replicas"]) == (2, 2)
+    assert report0["env_steps"] == 800 and report0["total_env_steps"] == 1600
+    assert report0["eval_episodes"] == 2
+    # process 1 prints no report (only the collectives' own connection line) and writes nothing
+    assert not [line for line in finished[1].stdout.splitlines() if not line.startswith("[Gloo]")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "single"]
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == ["r"]
+    run, single = tmp_path / "runs" / "r", tmp_path / "single" / "r"
+    assert (run / "checkpoints" / "latest").is_file()
+    assert yaml.safe_load((run / "config.yaml").read_text())["n_envs"] == 2
+    # the run of two processes is the run of one process with two devices
+    report1 = json.loads(finished[2].stdout.strip().splitlines()[-1])
+    assert (report1["n_processes"], report1["n_replicas"]) == (1, 2)
+    params, expected = load_params(run), load_params(single)
+    assert jax_tree_allclose(params, expected)
+    rows = [json.loads(x) for x in (run / "train.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == list(range(8, 801, 8))  # 1% of the run per row
+    assert all(r["total_env_steps"] == 2 * r["step"] for r in rows)
+    assert rows == [json.loads(x) for x in (single / "train.jsonl").read_text().splitlines()]
+
+
+def jax_tree_allclose(a, b, atol: float = 1e-6) -> bool:
+    """Whether two nested dicts of arrays have the same structure and close leaves."""
+    import jax
+
+    leaves_a, tree_a = jax.tree.flatten(a)
+    leaves_b, tree_b = jax.tree.flatten(b)
+    return tree_a == tree_b and all(
+        np.allclose(x, y, rtol=1e-5, atol=atol) for x, y in zip(leaves_a, leaves_b, strict=True)
+    )
+
+
+# ---- sweeps as submitit jobs ---------------------------------------------------------------------
+
+
+def _needs_submitit() -> None:
+    """Skips the test without submitit (imported as kitae imports it: importing it bare would
+    reconfigure logging and close pytest's capture handlers)."""
+    from kitae.cli.sweep import import_submitit
+
+    try:
+        import_submitit()
+    except ImportError:
+        pytest.skip("submitit is not installed")
+
+
+def _results(sweep: Path) -> list[tuple]:
+    rows = [json.loads(x) for x in (sweep / "results.jsonl").read_text().splitlines()]
+    return sorted((r["member"], r["seed"], r["eval_mean"]) for r in rows)
+
+
+@pytest.mark.slow
+def test_submitit_sweep_runs_one_local_job_per_program_and_matches_the_local_backend(
+    tmp_cwd, capsys, monkeypatch
+):
+    _needs_submitit()
+    import jax
+
+    cache_dir = jax.config.jax_compilation_cache_dir
+    if cache_dir:  # the jobs' processes share the test session's compilation cache
+        monkeypatch.setenv("KITAE_COMPILATION_CACHE", str(cache_dir))
+    argv = ["sweep", "dqn", "--env", "gymnax:CartPole-v1", *FAST_DQN, "--seeds", "2"]
+    argv += ["--param", "algo_params.hidden_sizes=16,32"]  # two programs, two seeds each
+    assert main([*argv, "--name", "here"]) == 0
+    capsys.readouterr()
+    jobs = ["--backend", "submitit", "--submitit-cluster", "local"]
+    assert main([*argv, "--name", "jobs", *jobs, "--submitit-param", "timeout_min=10"]) == 0
+    assert "submitted 2 job(s) to local" in capsys.readouterr().out
+    here, there = tmp_cwd / "runs" / "here", tmp_cwd / "runs" / "jobs"
+    assert len(_results(there)) == 4
+    assert _results(there) == _results(here)
+    assert (there / "summary.md").read_text() == (here / "summary.md").read_text()
+    for run_dir in (p for p in there.iterdir() if p.name.startswith("hidden_sizes=")):
+        assert (run_dir / "config.yaml").is_file() and (run_dir / "eval.jsonl").is_file()
+    logs = list((there / "submitit").glob("*_log.out"))
+    assert len(logs) == 2  # one job per compiled program
+
+
+def test_submitit_sweep_of_gymnasium_runs_submits_one_job_per_run(tmp_cwd, capsys):
+    _needs_submitit()
+    argv = ["sweep", "dqn", *FAST_DQN, "--name", "g", "--seeds", "1"]
+    argv += ["--param", "algo_params.gamma=0.9,0.99"]
+    argv += ["--backend", "submitit", "--submitit-cluster", "debug"]  # jobs run in this process
+    assert main(argv) == 0
+    assert "submitted 2 job(s) to debug" in capsys.readouterr().out
+    sweep = tmp_cwd / "runs" / "g"
+    rows = [json.loads(x) for x in (sweep / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["algo_params.gamma"] for r in rows) == ["0.9", "0.99"]
+    for r in rows:
+        assert (Path(r["run_dir"]) / "checkpoints" / "latest").is_file()
+    assert "| algo_params.gamma |" in (sweep / "summary.md").read_text()
+
+
+def test_submitit_backend_errors_are_clear_and_early(tmp_cwd, capsys, monkeypatch):
+    argv = ["sweep", "dqn", "--env", "gymnax:CartPole-v1", "--param", "algo_params.gamma=0.9"]
+    assert main([*argv, "--submitit-cluster", "local"]) == 2
+    assert "need --backend submitit" in capsys.readouterr().err
+    assert main([*argv, "--backend", "submitit", "--submitit-param", "timeout"]) == 2
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "submitit", None)  # not installed
+    assert main([*argv, "--backend", "submitit"]) == 2
+    assert "pip install 'kitae[cluster]'" in capsys.readouterr().err
+    assert not any(tmp_cwd.iterdir())  # refused before the sweep directory exists

@@ -1,8 +1,13 @@
-"""Tests for kitae.distributed on 4 simulated CPU devices.
+"""Tests for kitae.distributed on 4 simulated CPU devices, and across 2 processes.
 
 JAX fixes its device count when it initialises, so the multi-device checks run in a fresh
 interpreter started with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``; it prints its
 measurements as JSON and the tests below assert on them. One subprocess serves every test.
+
+The multi-process checks launch ``tests/distributed_worker.py`` three times side by side: two
+processes of one distributed run (one CPU device each, joined through a coordinator on a free
+local port, gloo collectives) and one process with 2 CPU devices that trains the same global
+batch alone.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ import textwrap
 from pathlib import Path
 
 import jax
+import numpy as np
 import pytest
+from distributed_launch import child_env, free_port, launch, python_command, report
 
+from kitae.distributed import ProcessSettings, resolve_settings
 from kitae.schedules import off_policy_update_count
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -251,3 +259,109 @@ def test_data_parallel_gradient_step_equals_single_device_step(results):
     assert step["averaged_vs_single"] < 1e-5, step
     # without the averaging each replica's step differs: the check above is not vacuous
     assert step["local_vs_single"] > 1e-4, step
+
+
+# ---- two processes ---------------------------------------------------------------------------
+
+WORKER = str(REPO_ROOT / "tests" / "distributed_worker.py")
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory):
+    """Outputs of a 2-process data-parallel run (``p0``, ``p1``) and of the same global batch
+    in one process with 2 devices (``single``): ``{tag: (json, params)}``."""
+    out = tmp_path_factory.mktemp("multiprocess")
+    address = f"127.0.0.1:{free_port()}"
+    commands = [
+        python_command(WORKER, str(out), "p0", address, "2", "0"),
+        python_command(WORKER, str(out), "p1", address, "2", "1"),
+        python_command(WORKER, str(out), "single"),
+    ]
+    envs = [child_env(1), child_env(1), child_env(2)]
+    finished = launch(commands, envs, timeout_s=240)
+    assert all(f.returncode == 0 for f in finished), report(finished)
+    results = {}
+    for tag in ("p0", "p1", "single"):
+        with np.load(out / f"{tag}.npz") as params:
+            results[tag] = (json.loads((out / f"{tag}.json").read_text()), dict(params))
+    return results
+
+
+@pytest.mark.slow
+def test_two_processes_form_one_mesh(two_processes):
+    for tag, index in (("p0", 0), ("p1", 1)):
+        info = two_processes[tag][0]
+        assert info["process_index"] == index
+        assert info["process_count"] == 2
+        assert (info["n_devices"], info["n_local_devices"]) == (2, 1)
+    single = two_processes["single"][0]
+    assert (single["process_count"], single["n_devices"], single["n_local_devices"]) == (1, 2, 2)
+
+
+@pytest.mark.slow
+def test_two_processes_end_with_bit_identical_parameters(two_processes):
+    (info0, params0), (info1, params1) = two_processes["p0"], two_processes["p1"]
+    assert params0.keys() == params1.keys() and params0
+    for name in params0:
+        assert np.array_equal(params0[name], params1[name]), name
+    assert info0["moved"] > 1e-3  # trained: the equality above is not the initial parameters'
+    # every process sees the other's replica identical to its own, and different envs
+    for info in (info0, info1):
+        assert info["gathered_replicas_identical"]
+        assert info["replicas_see_different_envs"]
+        assert info["observation_shape"] == [2, 2, 4]
+    expected = off_policy_update_count(400, n_envs=2, skip_steps=4, start_step=64, batch_size=16)
+    assert info0["n_updates"] == info1["n_updates"] == [expected, expected]
+
+
+@pytest.mark.slow
+def test_two_processes_match_one_process_on_the_same_global_batch(two_processes):
+    (_, params0), (single, params) = two_processes["p0"], two_processes["single"]
+    assert params.keys() == params0.keys()
+    for name in params:
+        np.testing.assert_allclose(params0[name], params[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    assert single["n_updates"] == two_processes["p0"][0]["n_updates"]
+
+
+# ---- process settings ------------------------------------------------------------------------
+
+
+def test_settings_from_arguments_and_environment():
+    settings = resolve_settings("10.0.0.1:1234", 4, 3, environ={})
+    assert settings == ProcessSettings("10.0.0.1:1234", 4, 3, source="arguments")
+    env = {
+        "KITAE_COORDINATOR_ADDRESS": "host:99",
+        "KITAE_NUM_PROCESSES": "2",
+        "KITAE_PROCESS_ID": "1",
+    }
+    settings = resolve_settings(environ=env)
+    assert (settings.coordinator_address, settings.num_processes, settings.process_id) == (
+        "host:99",
+        2,
+        1,
+    )
+    assert settings.source == "environment" and not settings.single_process
+    # an argument wins over its variable
+    assert resolve_settings(process_id=0, environ=env).process_id == 0
+
+
+def test_settings_single_process_and_slurm():
+    assert resolve_settings(num_processes=1, environ={}).single_process
+    slurm = resolve_settings(environ={"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2"})
+    assert slurm.detect and slurm.source == "SLURM" and not slurm.single_process
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "needs its process settings"),
+        ({"coordinator_address": "h:1", "num_processes": 2}, "missing --process-id"),
+        ({"num_processes": 2, "process_id": 0}, "missing --coordinator-address"),
+        ({"coordinator_address": "h:1", "num_processes": 2, "process_id": 2}, "must be <"),
+        ({"coordinator_address": "h:1", "num_processes": "two", "process_id": 0}, ">= 1"),
+        ({"coordinator_address": "nohost", "num_processes": 2, "process_id": 1}, "HOST:PORT"),
+    ],
+)
+def test_settings_refuse_incomplete_or_invalid_values(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_settings(**kwargs, environ={})

@@ -4,6 +4,8 @@
 
     kitae train ALGO [--env ENV_ID] [--seed S] [--update-cfg.learning-rate 3e-4 ...]
     kitae train [ALGO] --config FILE.yaml [field flags override the file]
+    kitae train ALGO --env gymnax:ID --distributed [--coordinator-address H:P --num-processes N
+                --process-id I]   (data parallel over every process's devices, kitae.distributed)
     kitae resume RUN_DIR [--steps N]
     kitae eval RUN_DIR [--episodes N] [--video]
     kitae plot RUN_DIR [RUN_DIR ...] -o curve.png
@@ -65,6 +67,10 @@ def _train_usage() -> str:
         "kitae train ALGO --help lists every field flag with its default and doc; the defaults",
         "of an (ALGO, --env) pair in kitae.zoo.TUNED (or of its family in TUNED_PATTERNS:",
         "ALE/*, *-MinAtar) are its tuned settings.",
+        "",
+        "--distributed trains a gymnax/Brax env data parallel over every device of every",
+        "process (--coordinator-address HOST:PORT --num-processes N --process-id I, or",
+        "KITAE_COORDINATOR_ADDRESS/KITAE_NUM_PROCESSES/KITAE_PROCESS_ID, or SLURM's srun).",
     ]
     return "\n".join(lines)
 
@@ -86,19 +92,20 @@ def _pop_option(args: list[str], name: str) -> str | None:
 
 def train_main(argv: Sequence[str]) -> dict:
     """``kitae train``."""
-    from kitae.cli.commands import run_training
+    from kitae.cli.commands import pop_distributed_options, run_training
     from kitae.cli.runs import parse_spec
 
     args = list(argv)
     algo = args.pop(0) if args and not args[0].startswith("-") else None
     config_file = _pop_option(args, "--config")
+    distributed = pop_distributed_options(args)
     if algo is None and config_file is None:
         print(_train_usage())
         if any(a in ("-h", "--help") for a in args):
             raise SystemExit(0)
         raise SystemExit(2)
     algo, spec = parse_spec(algo, args, config_file=config_file)
-    return run_training(algo, spec)
+    return run_training(algo, spec, distributed=distributed)
 
 
 @dataclass

@@ -3,6 +3,10 @@
 A run lives in ``<runs_dir>/<run_name>/``: ``config.yaml`` (the resolved command-line spec,
 readable by ``--config``), the agent's ``config.json``, the logger's files, ``checkpoints/``
 (always one at the end of training) and ``videos/``. Nothing is written outside it.
+
+``kitae train ... --distributed`` (see :func:`pop_distributed_options`) trains a compiled-path
+run data parallel over every device of every process (:mod:`kitae.distributed`): every process
+runs the same command with its own process id, and only process 0 writes the run directory.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import tyro
 from tyro.conf import Positional
 
 from kitae.cli.runs import (
+    GYMNAX_PREFIX,
     PETTINGZOO_PREFIX,
     agent_class,
     build_config,
@@ -27,6 +32,9 @@ from kitae.cli.runs import (
     write_spec,
 )
 from kitae.config import check_int
+
+if TYPE_CHECKING:
+    from kitae.distributed import ProcessSettings
 
 
 def check_run_options(spec: Any) -> None:
@@ -114,7 +122,13 @@ def _report(algo: str, spec: Any, run_dir: Path, summary: dict, result: dict) ->
     return report
 
 
-def run_training(algo: str, spec: Any, *, quiet: bool | None = None) -> dict[str, Any]:
+def run_training(
+    algo: str,
+    spec: Any,
+    *,
+    quiet: bool | None = None,
+    distributed: ProcessSettings | None = None,
+) -> dict[str, Any]:
     """Trains a new run of ``spec`` in its run directory, saves it, evaluates it.
 
     Everything is validated (config, run options, env id, run directory) before the directory
@@ -124,6 +138,8 @@ def run_training(algo: str, spec: Any, *, quiet: bool | None = None) -> dict[str
         algo: the algorithm name.
         spec: the run spec (see :mod:`kitae.cli.runs`).
         quiet: no progress bars (default: ``spec.quiet``).
+        distributed: train data parallel across processes with these settings (see
+            :func:`run_distributed`).
 
     Returns:
         The printed report: run directory, counters, ``train_s``, ``eval_mean``/``eval_std``.
@@ -134,6 +150,8 @@ def run_training(algo: str, spec: Any, *, quiet: bool | None = None) -> dict[str
     """
     from kitae.config import validate_config
 
+    if distributed is not None:
+        return run_distributed(algo, spec, distributed, quiet=quiet)
     cls = agent_class(algo)
     quiet = spec.quiet if quiet is None else quiet
     if spec.n_envs is None:
@@ -158,6 +176,129 @@ def run_training(algo: str, spec: Any, *, quiet: bool | None = None) -> dict[str
     result = _evaluate_spec(agent, spec, run_dir, quiet)
     agent.logger.close()
     return _report(algo, spec, run_dir, summary, result)
+
+
+def pop_distributed_options(args: list[str]) -> ProcessSettings | None:
+    """Removes ``--distributed`` and its process settings from command-line ``args``.
+
+    ``--coordinator-address HOST:PORT``, ``--num-processes N`` and ``--process-id I`` override
+    ``KITAE_COORDINATOR_ADDRESS``, ``KITAE_NUM_PROCESSES`` and ``KITAE_PROCESS_ID``; with none
+    of them, a SLURM allocation is detected (see :func:`kitae.distributed.resolve_settings`).
+
+    Returns:
+        The resolved settings with ``--distributed``, else ``None``.
+
+    Raises:
+        ValueError: for incomplete or invalid settings, or settings without ``--distributed``.
+    """
+    from kitae.cli import _pop_option
+    from kitae.distributed import resolve_settings
+
+    enabled = "--distributed" in args
+    args[:] = [a for a in args if a != "--distributed"]
+    values = {
+        name: _pop_option(args, f"--{name.replace('_', '-')}")
+        for name in ("coordinator_address", "num_processes", "process_id")
+    }
+    if not enabled:
+        given = [f"--{k.replace('_', '-')}" for k, v in values.items() if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} set the processes of --distributed: add it.")
+        return None
+    return resolve_settings(**values)
+
+
+def check_compiled_env_id(env_id: str) -> None:
+    """Refuses, before JAX starts, an env id that does not train on the compiled path
+    (gymnasium and PettingZoo ids); gymnax ids without their prefix pass here and are checked
+    once the env is built."""
+    from kitae.envs.atari import is_atari_id
+    from kitae.envs.brax import is_brax_id
+
+    if env_id.startswith(GYMNAX_PREFIX) or is_brax_id(env_id):
+        return
+    import gymnasium as gym
+
+    if env_id.startswith(PETTINGZOO_PREFIX) or is_atari_id(env_id) or env_id in gym.registry:
+        raise ValueError(
+            f"--distributed trains on the compiled path (gymnax, Brax, Playground envs); "
+            f"env={env_id!r} is not a JAX env: use e.g. --env gymnax:CartPole-v1, or drop "
+            "--distributed."
+        )
+
+
+def run_distributed(
+    algo: str, spec: Any, settings: ProcessSettings, *, quiet: bool | None = None
+) -> dict[str, Any]:
+    """``kitae train ... --distributed``: one run trained data parallel over every device of
+    every process (:func:`kitae.distributed.train_agent_data_parallel`).
+
+    Every process runs the same command. The run options, the env id and the checkpoint and
+    evaluation frequencies are checked before the processes connect; then process 0 creates the
+    run directory (a failure there, or in building another process's agent, stops every
+    process before training), and after training it
+    alone writes the logs, the final checkpoint (without replay buffer) and the evaluation.
+    ``n_envs`` and ``train_cfg.n_env_steps`` are per device: ``D`` devices collect
+    ``D * n_env_steps`` transitions (the report's ``total_env_steps``).
+
+    Returns:
+        Process 0: the printed report (with ``n_processes``, ``n_replicas`` and
+        ``total_env_steps``); the other processes: the training summary, printing nothing.
+
+    Raises:
+        ValueError: for a gymnasium or PettingZoo env, intermediate checkpoints or evaluations
+            (``train_cfg.save_frequency`` / ``eval_frequency``), or an invalid field.
+        FileExistsError: if an explicit ``run_name`` already exists.
+    """
+    import jax
+
+    from kitae import distributed
+    from kitae.config import validate_config
+    from kitae.envs.jax_env import is_jax_env
+
+    cls = agent_class(algo)
+    quiet = spec.quiet if quiet is None else quiet
+    if spec.n_envs is None:
+        spec.n_envs = cls.default_n_envs
+    check_run_options(spec)
+    check_compiled_env_id(spec.env)
+    for name in ("save_frequency", "eval_frequency"):
+        if getattr(spec.train_cfg, name) != -1:
+            raise ValueError(
+                f"train_cfg.{name}={getattr(spec.train_cfg, name)}: --distributed trains in one "
+                f"program and saves and evaluates at its end only; set --train-cfg.{name} -1."
+            )
+    distributed.initialize(settings)
+    env = make_env(spec.env, spec.n_envs, spec.vectorization)
+    if not is_jax_env(env):
+        raise ValueError(f"--distributed needs a JAX env; env={spec.env!r} is a gymnasium env.")
+    config = build_config(spec, env)
+    validate_config(config)
+    main = distributed.is_main_process()
+    run_dir, error = None, None
+    try:
+        if main:
+            run_dir = run_directory(algo, spec)
+            agent = cls(run_dir.name, config, run_dir=run_dir.parent)
+            write_spec(run_dir, algo, spec)
+        else:
+            agent = cls(f"process_{jax.process_index()}", config)
+    except Exception as err:  # every process learns of it before the first collective
+        error = err
+    if not distributed.all_processes_ok(error is None):
+        if error is not None:
+            raise error
+        raise ValueError(
+            "another process could not start the run (see its error); nothing was trained."
+        )
+    summary = distributed.train_agent_data_parallel(agent, env)
+    if not main:
+        return summary
+    agent.save(include_buffer=False)
+    result = _evaluate_spec(agent, spec, run_dir, quiet)
+    agent.logger.close()
+    extra = {k: summary[k] for k in ("n_processes", "n_replicas", "total_env_steps")}
+    return _report(algo, spec, run_dir, summary, {**extra, **result})
 
 
 def _run_multi_agent(algo: str, spec: Any, quiet: bool) -> dict[str, Any]:

@@ -13,6 +13,14 @@ uniformly). Every member trains ``--seeds`` seeds.
   program, so each distinct value of them compiles one.
 * gymnasium envs: runs go one after another, or ``--workers`` at a time in separate processes.
 
+``--backend submitit`` (``pip install 'kitae[cluster]'``) submits the same work as jobs with
+`submitit <https://github.com/facebookincubator/submitit>`_ instead: one job per compiled
+program (gymnax envs) or per run (gymnasium envs), on SLURM when ``sbatch`` is available and as
+local processes otherwise (``--submitit-cluster slurm|local|debug`` chooses); the jobs' files
+and logs go to ``<sweep dir>/submitit/``, and ``--submitit-param KEY=VALUE`` sets the
+executor's parameters (``timeout_min=120``, ``gpus_per_node=1``, ``slurm_partition=gpu``...).
+The sweep waits for every job and writes the same results and summary.
+
 The sweep directory ``<runs_dir>/<name>/`` holds one run directory per member and seed (so
 ``kitae plot`` reads them), ``results.jsonl`` (one row per run), ``summary.md`` (the table of
 final greedy returns per member: mean, std, min, max over seeds), ``sweep.png`` and
@@ -27,6 +35,7 @@ import datetime
 import itertools
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -45,6 +54,7 @@ from kitae.cli.runs import (
     agent_class,
     build_config,
     default_spec,
+    dict_to_args,
     gymnax_id,
     make_env,
     parse_spec,
@@ -320,6 +330,117 @@ def _run_gymnasium(
         return list(pool.map(launch, prepared))
 
 
+SUBMITIT_CLUSTERS = ("slurm", "local", "debug")
+DEFAULT_TIMEOUT_MIN = 240
+
+
+def import_submitit() -> Any:
+    """The ``submitit`` module.
+
+    Raises:
+        ImportError: saying how to install it.
+    """
+    # On import, submitit configures logging with logging.config.dictConfig, which closes every
+    # handler already installed (the application's own); without its configuration, its
+    # warnings still reach stderr through logging's last-resort handler.
+    configure = "submitit" not in sys.modules and "SUBMITIT_LOG_LEVEL" not in os.environ
+    if configure:
+        os.environ["SUBMITIT_LOG_LEVEL"] = "NOCONFIG"
+    try:
+        import submitit
+    except ImportError:
+        raise ImportError(
+            "--backend submitit needs the submitit package: pip install 'kitae[cluster]' (or "
+            "pip install submitit)."
+        ) from None
+    finally:
+        if configure:
+            del os.environ["SUBMITIT_LOG_LEVEL"]
+    return submitit
+
+
+def parse_submitit_params(texts: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` texts as executor parameters (values read as YAML scalars: ``60`` is an int,
+    ``gpu`` a string).
+
+    Raises:
+        ValueError: for a text without ``=``.
+    """
+    params: dict[str, Any] = {}
+    for text in texts:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--submitit-param {text!r}: expected KEY=VALUE, e.g. timeout_min=60.")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+def run_sweep_job(
+    algo: str, runs: list[tuple[str, dict[str, str], int, dict[str, Any]]], sweep_dir: str
+) -> list[dict[str, Any]]:
+    """One submitit job of a sweep: trains ``runs`` (given as ``(member name, member values,
+    seed, spec dict)``) as the sweep itself would, in ``sweep_dir``.
+
+    Returns:
+        The runs' rows of ``results.jsonl``.
+    """
+    from kitae.compilation_cache import enable_compilation_cache
+
+    enable_compilation_cache()
+    rebuilt: list[Run] = []
+    for name, member, seed, data in runs:
+        _, spec = parse_spec(algo, dict_to_args(algo, data, f"sweep run {name} seed {seed}"))
+        rebuilt.append((name, member, seed, spec))
+    if gymnax_id(rebuilt[0][3].env) is not None:
+        return _run_compiled(algo, rebuilt, Path(sweep_dir))
+    return _run_gymnasium(algo, rebuilt, Path(sweep_dir), workers=1)
+
+
+def _run_submitit(
+    algo: str,
+    runs: list[Run],
+    sweep_dir: Path,
+    cluster: str | None,
+    params: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """Trains the runs as submitit jobs (one per compiled program, or per gymnasium run), waits
+    for them and returns their results in submission order.
+
+    Raises:
+        ValueError: for executor parameters that submitit does not know.
+        RuntimeError: naming the job, its log folder and its error, when a job failed.
+    """
+    submitit = import_submitit()
+    folder = sweep_dir / "submitit"
+    executor = submitit.AutoExecutor(folder=folder, cluster=cluster)
+    try:
+        executor.update_parameters(
+            **{"name": f"kitae-sweep-{algo}", "timeout_min": DEFAULT_TIMEOUT_MIN, **params}
+        )
+    except (NameError, TypeError, ValueError) as error:
+        raise ValueError(f"--submitit-param: {error}") from None
+    if gymnax_id(runs[0][3].env) is not None:
+        units = program_groups(algo, runs)
+    else:
+        units = [[run] for run in runs]
+    jobs = []
+    with executor.batch():  # a job array on SLURM
+        for unit in units:
+            payload = [(n, m, seed, spec_to_dict(algo, spec)) for n, m, seed, spec in unit]
+            jobs.append(executor.submit(run_sweep_job, algo, payload, str(sweep_dir.resolve())))
+    print(f"submitted {len(jobs)} job(s) to {executor.cluster} ({folder}); waiting.")
+    results = []
+    for job, unit in zip(jobs, units, strict=True):
+        try:
+            results += job.result()
+        except Exception as error:  # submitit's job errors carry the job's traceback
+            names = ", ".join(f"{n} seed {seed}" for n, _, seed, _ in unit)
+            raise RuntimeError(
+                f"sweep job {job.job_id} ({names}) failed; its logs are in {folder}:\n{error}"
+            ) from None
+    return results
+
+
 def summarize(results: list[dict[str, Any]], paths: Sequence[str]) -> list[dict[str, Any]]:
     """Per member: the swept values and the final greedy return's mean, std, min, max over
     seeds, best mean first."""
@@ -461,6 +582,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=int, default=1, help="parallel processes (gymnasium envs)"
     )
     parser.add_argument("--config", default=None, help="a YAML spec of the base values")
+    parser.add_argument(
+        "--backend",
+        choices=("local", "submitit"),
+        default="local",
+        help="local: train here (gymnasium runs: --workers processes); submitit: submit jobs "
+        "with submitit (SLURM when available, else local processes); needs "
+        "pip install 'kitae[cluster]'",
+    )
+    parser.add_argument(
+        "--submitit-cluster",
+        choices=SUBMITIT_CLUSTERS,
+        default=None,
+        help="submitit's executor (default: slurm when sbatch is available, else local)",
+    )
+    parser.add_argument(
+        "--submitit-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"a submitit executor parameter, e.g. timeout_min=60 (default "
+        f"{DEFAULT_TIMEOUT_MIN}), gpus_per_node=1, slurm_partition=gpu",
+    )
     return parser
 
 
@@ -482,6 +625,13 @@ def run_sweep(argv: Sequence[str]) -> dict[str, Any]:
         raise ValueError(f"random={options.random} is invalid: it must be >= 1.")
     if options.workers < 1:
         raise ValueError(f"workers={options.workers} is invalid: it must be >= 1.")
+    submitit_params = parse_submitit_params(options.submitit_param)
+    if options.backend == "submitit":
+        import_submitit()
+        if options.workers > 1:
+            raise ValueError("--workers is for --backend local; submitit runs one job per run.")
+    elif options.submitit_cluster is not None or options.submitit_param:
+        raise ValueError("--submitit-cluster and --submitit-param need --backend submitit.")
     params = [parse_param(algo, text) for text in options.param]
     paths = [p.path for p in params]
     if len(set(paths)) != len(paths):
@@ -509,7 +659,9 @@ def run_sweep(argv: Sequence[str]) -> dict[str, Any]:
     (sweep_dir / "wandb_sweep.yaml").write_text(
         yaml.safe_dump(wandb_sweep_config(algo, params, options.random, rest), sort_keys=False)
     )
-    if gymnax_id(base.env) is not None:
+    if options.backend == "submitit":
+        results = _run_submitit(algo, runs, sweep_dir, options.submitit_cluster, submitit_params)
+    elif gymnax_id(base.env) is not None:
         results = _run_compiled(algo, runs, sweep_dir)
     else:
         results = _run_gymnasium(algo, runs, sweep_dir, options.workers)
