@@ -15,7 +15,12 @@ Both loops run after a warm-up run of the same config has filled a temporary per
 compilation cache, so neither pays for compilation (the updates alone exclude it too). Ratios:
 ``vs_floor`` = ``actor_learner_s / max(updates_s, env_s)`` (the target is <= 1.1),
 ``vs_sequential`` = ``actor_learner_s / sequential_s``, and ``sequential_vs_sum`` =
-``sequential_s / (updates_s + env_s)``. Then one ``learning`` line per seed (``--seeds``, default
+``sequential_s / (updates_s + env_s)``. On a loaded machine wall times say little about overlap;
+CPU seconds say more: ``vs_floor_cpu_bound`` is ``max(learner thread + updates, actor thread,
+learner thread + actor thread)`` in CPU seconds (the learner's timeline, the actor's, and the
+GIL their Python shares) over ``max(updates_cpu_s, env_cpu_s)``: the best ``vs_floor`` that the
+measured CPU work allows on two idle cores (``learner_wait_s`` / ``actor_wait_s`` say which side
+waited). Then one ``learning`` line per seed (``--seeds``, default
 5) trains in actor-learner mode and evaluates the greedy policy (20 episodes, seeds
 10000..10019; ``first_solved``-style target 475 on >= 4 of 5 seeds), and a ``summary`` line per
 config counts the seeds at 475. Every line carries the load average; timing ratios are only
@@ -100,8 +105,9 @@ def random_actions(env: Any, rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, env.single_action_space.n, size=env.num_envs)
 
 
-def time_updates(setting: Setting) -> tuple[float, int]:
-    """Seconds of the run's update calls alone, compilation excluded, and their count."""
+def time_updates(setting: Setting) -> tuple[float, float, int]:
+    """Wall and CPU seconds of the run's update calls alone, compilation excluded, and their
+    count."""
     env, agent = make_agent(setting, 0, False, 0)
     n_calls = agent.expected_updates(setting.steps)
     rng = np.random.default_rng(0)
@@ -150,23 +156,23 @@ def time_updates(setting: Setting) -> tuple[float, int]:
 
     state, data, key = update(state, data, key)  # compile
     jax.block_until_ready(state)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n_calls):
         state, data, key = update(state, data, key)
     jax.block_until_ready(state)
-    return time.perf_counter() - start, n_calls
+    return time.perf_counter() - start, time.process_time() - cpu, n_calls
 
 
-def time_env(setting: Setting, acting: bool) -> float:
-    """Seconds of the run's vector steps alone: random actions, or (``acting``) the untrained
-    agent's ``explore`` with its keys, as the actor does (compilation excluded)."""
+def time_env(setting: Setting, acting: bool) -> tuple[float, float]:
+    """Wall and CPU seconds of the run's vector steps alone: random actions, or (``acting``) the
+    untrained agent's ``explore`` with its keys, as the actor does (compilation excluded)."""
     env, agent = make_agent(setting, 0, False, 0)
     rng = np.random.default_rng(0)
     obs, _ = env.reset(seed=0)
     if acting:
         agent.explore(obs)  # compile
     n_vector_steps = -(-setting.steps // env.num_envs)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(n_vector_steps):
         if acting:
             actions, _ = agent.explore(obs)
@@ -175,29 +181,39 @@ def time_env(setting: Setting, acting: bool) -> float:
         else:
             actions = random_actions(env, rng)
         obs, *_ = env.step(actions)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def time_loop(setting: Setting, actor_learner: bool, max_staleness: int) -> dict[str, Any]:
     """``agent.train`` of seed 0 in one loop mode (its programs already compiled to the cache by
-    a warm-up run): wall time and the train summary."""
+    a warm-up run): wall time, CPU time of the process and of the calling (learner) thread, and
+    the train summary."""
     env, agent = make_agent(setting, 0, actor_learner, max_staleness)
     agent.train(env, setting.warmup_steps)  # the same programs, compiled into the cache
     env, agent = make_agent(setting, 0, actor_learner, max_staleness)
-    start = time.perf_counter()
+    start, cpu, thread_cpu = time.perf_counter(), time.process_time(), time.thread_time()
     summary = agent.train(env, setting.steps)
-    return {"seconds": time.perf_counter() - start, **summary}
+    return {
+        "seconds": time.perf_counter() - start,
+        "cpu_s": time.process_time() - cpu,
+        "learner_cpu_s": time.thread_time() - thread_cpu,
+        **summary,
+    }
 
 
 def timing(setting: Setting, max_staleness: int) -> None:
     """Prints the ``timing`` line of ``setting``."""
     sequential = time_loop(setting, False, max_staleness)
     overlapped = time_loop(setting, True, max_staleness)
-    updates_s, n_calls = time_updates(setting)
-    env_s = time_env(setting, acting=False)
-    acting_s = time_env(setting, acting=True)
+    updates_s, updates_cpu_s, n_calls = time_updates(setting)
+    env_s, env_cpu_s = time_env(setting, acting=False)
+    acting_s, _ = time_env(setting, acting=True)
     floor = max(updates_s, env_s)
     al_s = overlapped["seconds"]
+    learner_cpu, actor_cpu = overlapped["learner_cpu_s"], overlapped["actor_cpu_s"]
+    # serial resources: the learner's timeline (its Python, then the updates, computed on XLA's
+    # threads while it waits), the actor thread, and the GIL the two threads' Python shares
+    critical_cpu = max(learner_cpu + updates_cpu_s, actor_cpu, learner_cpu + actor_cpu)
     emit(
         {
             "benchmark": "actor_learner",
@@ -218,6 +234,15 @@ def timing(setting: Setting, max_staleness: int) -> None:
             "sequential_vs_sum": round(sequential["seconds"] / (updates_s + env_s), 3),
             "acting_lag_max": overlapped["acting_lag_max"],
             "acting_lag_mean": round(overlapped["acting_lag_mean"], 3),
+            "learner_wait_s": round(overlapped["learner_wait_s"], 3),
+            "actor_wait_s": round(overlapped["actor_wait_s"], 3),
+            "updates_cpu_s": round(updates_cpu_s, 3),
+            "env_cpu_s": round(env_cpu_s, 3),
+            "sequential_cpu_s": round(sequential["cpu_s"], 3),
+            "actor_learner_cpu_s": round(overlapped["cpu_s"], 3),
+            "learner_thread_cpu_s": round(overlapped["learner_cpu_s"], 3),
+            "actor_thread_cpu_s": round(overlapped["actor_cpu_s"], 3),
+            "vs_floor_cpu_bound": round(critical_cpu / max(updates_cpu_s, env_cpu_s), 3),
         }
     )
 

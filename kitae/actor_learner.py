@@ -7,17 +7,20 @@ a bounded queue. The calling thread, the learner, receives them in order and doe
 the sequential loop does: episode statistics, logging, storing into the replay buffer / rollout,
 the updates that became due, callbacks, checkpoints and evaluations. XLA releases the GIL while
 it computes, so the env steps of the actor and the updates of the learner overlap, on two cores;
-the run takes about ``max(update time, acting time)`` instead of their sum.
+the run approaches ``max(update time, acting time)`` plus the learner's own storing,
+instead of the sum of everything.
 
 Staleness. Each publication of the acting parameters carries the learner's update count, its
-*version*; the learner publishes a new version after every vector step whose storing ran
-updates. The actor always acts with the newest version it has received, and before acting for
-vector step ``j`` it waits until it has a version ``>= U_j - max_staleness``, where ``U_j`` is the
-number of update calls the learner will have made when it stores step ``j`` (all the updates
-that the steps before ``j`` made due; the schedule comes from the agent's
-:meth:`~kitae.base.BaseAgent.expected_updates`). So every transition is acted with parameters
-at most ``K = train_cfg.max_staleness`` update calls behind the learner's at the moment it is
-stored, and the learner checks it (a violation raises ``RuntimeError``). In particular:
+*version*; the learner publishes its latest version whenever it has stored every step the
+actor sent (so that the actor acts while the learner updates, not while the learner stores: the
+two threads' Python shares the GIL). The actor always acts with the newest version it has
+received, and before acting for vector step ``j`` it waits until it has a version
+``>= U_j - max_staleness``, where ``U_j`` is the number of update calls the learner will have
+made when it stores step ``j`` (all the updates that the steps before ``j`` made due; the
+schedule comes from the agent's :meth:`~kitae.base.BaseAgent.expected_updates`). So every
+transition is acted with parameters at most ``K = train_cfg.max_staleness`` update calls behind
+the learner's at the moment it is stored, and the learner checks it (a violation raises
+``RuntimeError``). In particular:
 
 * DQN and the other off-policy agents: an update call (its ``n_epochs`` gradient steps) is due
   every ``skip_steps`` transitions; the acting parameters lag the learner's by at most ``K``
@@ -52,6 +55,7 @@ from __future__ import annotations
 import copy
 import queue
 import threading
+import time
 import warnings
 from collections import deque
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -191,6 +195,9 @@ class ActorLearner:
         self._received = 0
         self._lag_max = 0
         self._lag_sum = 0
+        self._learner_wait_s = 0.0
+        self._actor_wait_s = 0.0
+        self._actor_cpu_s = 0.0
         self._thread: threading.Thread | None = None
         self._actor = self._make_actor()
 
@@ -199,27 +206,35 @@ class ActorLearner:
         return self
 
     def __next__(self) -> VectorStep:
-        """The next vector step, after publishing the parameters of the updates that the
-        previous one ran.
+        """The next vector step.
+
+        The parameters of the updates that the previous steps ran are published when the
+        learner has no other step to store (it yields the last one it has, or is about to wait
+        for the actor): the actor acts while the learner updates, and not while the learner
+        stores the steps it sent (the two threads' Python would share the GIL).
 
         Raises:
-            StopIteration: after ``n_vector_steps`` steps.
+            StopIteration: after ``n_vector_steps`` steps, or once closed.
             BaseException: the actor's exception, when it failed.
             RuntimeError: if a step was acted with parameters more than ``max_staleness``
                 updates behind the learner's.
         """
-        if self._received >= self.n_vector_steps:
+        if self._received >= self.n_vector_steps or self._stopping.is_set():
             raise StopIteration
         if self._thread is None:
             self._start()
-        if self.agent.n_updates != self._published[0]:
-            self._publish()
         while not self._pending:
+            if self._queue.empty():  # about to wait: the actor may be waiting for these
+                self._publish_if_updated()
+            start = time.perf_counter()
             item = self._get()
+            self._learner_wait_s += time.perf_counter() - start
             if isinstance(item, _Failed):
                 raise item.error
             self._pending.extend(item)
         acted = self._pending.popleft()
+        if not self._pending and self._queue.empty():
+            self._publish_if_updated()  # the body of this step may run the next update
         self._received += 1
         lag = self.agent.n_updates - acted.version
         if not 0 <= lag <= self.max_staleness:
@@ -260,12 +275,22 @@ class ActorLearner:
             except queue.Empty:
                 break
 
-    def lag_summary(self) -> dict[str, float]:
-        """``acting_lag_max`` / ``acting_lag_mean``: how many updates behind the learner's the
-        acting parameters were, over the steps yielded so far."""
+    def stats(self) -> dict[str, float]:
+        """What the run's time went to, over the steps yielded so far.
+
+        Returns:
+            ``acting_lag_max`` / ``acting_lag_mean``: how many updates behind the learner's the
+            acting parameters were; ``learner_wait_s``: seconds the learner waited for the
+            actor's steps; ``actor_wait_s``: seconds the actor waited for parameters or for room
+            in the queue; ``actor_cpu_s``: CPU seconds of the actor thread (once it ended).
+            The side that waits less bounds the run.
+        """
         return {
             "acting_lag_max": self._lag_max,
             "acting_lag_mean": self._lag_sum / max(self._received, 1),
+            "learner_wait_s": self._learner_wait_s,
+            "actor_wait_s": self._actor_wait_s,
+            "actor_cpu_s": self._actor_cpu_s,
         }
 
     def _acting_copy(self) -> Any:
@@ -273,7 +298,10 @@ class ActorLearner:
         donate the train state)."""
         return jax.device_put(self.agent.acting_state, self.device, may_alias=False)
 
-    def _publish(self) -> None:
+    def _publish_if_updated(self) -> None:
+        """Publishes the learner's parameters if it updated them since the last publication."""
+        if self.agent.n_updates == self._published[0]:
+            return
         published = (self.agent.n_updates, self._acting_copy())
         with self._published_cond:
             self._published = published
@@ -319,22 +347,29 @@ class ActorLearner:
 
     def _wait_for(self, actor: BaseAgent, version: int) -> None:
         """Blocks until the published parameters are at least ``version``, then takes them."""
+        start = time.perf_counter()
         with self._published_cond:
             while self._published[0] < version:
                 if self._stopping.is_set():
                     raise _Stopped
                 self._published_cond.wait(POLL_S)
+        self._actor_wait_s += time.perf_counter() - start
         self._refresh(actor)
 
     def _put(self, item: list[_Acted] | _Failed) -> None:
-        while True:
-            if self._stopping.is_set():
-                raise _Stopped
-            try:
-                self._queue.put(item, timeout=POLL_S)
-                return
-            except queue.Full:
-                continue
+        """Puts ``item`` on the queue, waiting for room unless the learner stops the actor."""
+        start = time.perf_counter()
+        try:
+            while True:
+                if self._stopping.is_set():
+                    raise _Stopped
+                try:
+                    self._queue.put(item, timeout=POLL_S)
+                    return
+                except queue.Full:
+                    continue
+        finally:
+            self._actor_wait_s += time.perf_counter() - start
 
     def _send_chunk(self) -> None:
         """Sends the steps acted since the last item, if any."""
@@ -355,6 +390,8 @@ class ActorLearner:
                 self._put(_Failed(error))
             except _Stopped:
                 return
+        finally:
+            self._actor_cpu_s = time.thread_time()
 
     def _act_all(self) -> None:
         """Acts and steps the ``n_vector_steps`` steps, waiting for fresh enough parameters

@@ -526,8 +526,8 @@ class BaseAgent(IAgent):
         Returns:
             A summary: ``env_steps`` (total so far), ``n_updates`` (in this call), ``episodes``
             (finished so far) and ``train_s`` (this call); with ``train_cfg.actor_learner``, also
-            ``acting_lag_max`` / ``acting_lag_mean``, how many updates behind the learner's the
-            acting parameters were (see :mod:`kitae.actor_learner`).
+            how many updates behind the learner's the acting parameters were and where the time
+            went (:meth:`kitae.actor_learner.ActorLearner.stats`).
 
         Raises:
             ValueError: if the env does not match the config, or the run would perform no update,
@@ -659,7 +659,7 @@ class BaseAgent(IAgent):
             "train_s": time.perf_counter() - start,
         }
         if isinstance(steps, ActorLearner):
-            summary.update(steps.lag_summary())
+            summary.update(steps.stats())
         return summary
 
     def _vector_steps(

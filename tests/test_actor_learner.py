@@ -24,7 +24,7 @@ import pytest
 from envs import corridor, make_vec
 from helpers import assert_trees_equal, small_config
 
-from kitae.actor_learner import update_schedule
+from kitae.actor_learner import actor_device, update_schedule
 from kitae.algos import DQN, PPO, DQNParams, PPOParams
 from kitae.config import AlgoConfig, validate_config
 from kitae.envs.jax_env import make_jax_env
@@ -172,6 +172,7 @@ class Recording:
 
     Attributes:
         acted: ``{env_steps before the step: (update count, acting state)}``, by the actor.
+        acting_devices: the devices of the acting parameters.
         stored: ``{env_steps before the step: learner's update count when storing it}``.
         learned: ``{update count: the learner's acting state after that update}``.
     """
@@ -183,9 +184,11 @@ class Recording:
         self.acted: dict[int, tuple[int, Any]] = {}
         self.stored: dict[int, int] = {}
         self.learned = {self.n_updates: jax.device_get(self.acting_state)}
+        self.acting_devices: set[Any] = set()
 
     def explore(self, observation):
         self.acted[self.env_steps] = (self.n_updates, jax.device_get(self.acting_state))
+        self.acting_devices.update(x.device for x in jax.tree.leaves(self.acting_state))
         return super().explore(observation)
 
     def _store(self, experience) -> None:
@@ -223,6 +226,7 @@ def test_staleness_bound_holds_and_acting_params_are_the_published_ones(
     # the actor did act ahead of the learner, as far as allowed
     assert max(lags) == max_staleness == summary["acting_lag_max"]
     assert summary["acting_lag_mean"] == pytest.approx(np.mean(lags))
+    assert agent.acting_devices == {actor_device()} == {jax.devices("cpu")[0]}
 
 
 def test_the_schedule_counts_the_updates_before_each_step():
