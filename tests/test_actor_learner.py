@@ -355,6 +355,16 @@ def test_checkpoints_of_the_mode_resume_and_continue(tmp_path):
     assert not actor_threads()
 
 
+def test_a_checkpoint_restores_into_an_agent_of_the_other_mode(tmp_path):
+    sequential = DQN("seq", dqn_config(save_frequency=40), run_dir=tmp_path / "runs")
+    sequential.train(corridor_env(), 40)
+    other = DQN("al", dqn_config(actor_learner=True, max_staleness=2, actor_queue_steps=64))
+    other.restore(tmp_path / "runs" / "seq")
+    assert_trees_equal(other.state, sequential.state)
+    assert other.env_steps == sequential.env_steps
+    assert other.config.train_cfg.actor_learner and other.config.train_cfg.max_staleness == 2
+
+
 def test_one_actor_steps_the_same_env_stream_in_every_run():
     """With uniformly random actions (epsilon 1) nothing the actor does depends on which
     parameters act: two runs, and the sequential one, see the same transitions."""

@@ -28,6 +28,9 @@ LOOP_FIELDS = (
     "train_cfg.save_frequency",
     "train_cfg.save_buffer",
     "train_cfg.keep_checkpoints",
+    "train_cfg.actor_learner",
+    "train_cfg.max_staleness",
+    "train_cfg.actor_queue_steps",
 )
 """Config fields that may differ between a checkpoint and the agent restoring it."""
 
