@@ -155,6 +155,34 @@ def test_invalid_value_is_refused_naming_the_field_before_anything_is_written(tm
     assert "NoSuchEnv-v0" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["../escaped", "../../x", "a/b", "..", ".", "", "/tmp/abs-run"])
+def test_a_run_name_is_one_directory_name_inside_the_runs_dir(tmp_cwd, capsys, name):
+    runs = tmp_cwd / "sub" / "runs"
+    status = main(["train", "dqn", "--runs-dir", str(runs), "--run-name", name, "--quiet"])
+    assert status == 2
+    assert "run_name=" in capsys.readouterr().err
+    assert not any(tmp_cwd.iterdir())  # nothing written, inside or outside the runs dir
+    assert not Path("/tmp/abs-run").exists()
+
+
+def test_a_run_name_from_a_yaml_file_cannot_escape_either(tmp_cwd, capsys):
+    (tmp_cwd / "shared.yaml").write_text(yaml.safe_dump({"run_name": "../outside"}))
+    status = main(["train", "dqn", "--config", "shared.yaml", "--runs-dir", "runs", "--quiet"])
+    assert status == 2
+    assert "run_name='../outside'" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_cwd.iterdir()) == ["shared.yaml"]
+
+
+def test_a_run_name_or_runs_dir_that_is_a_file_is_a_clear_error(tmp_cwd, capsys):
+    (tmp_cwd / "runs").mkdir()
+    (tmp_cwd / "runs" / "taken").write_text("not a run")
+    assert main(["train", "dqn", "--run-name", "taken", "--quiet"]) == 2
+    assert "is a file, not a run directory" in capsys.readouterr().err
+    (tmp_cwd / "afile").write_text("x")
+    assert main(["train", "dqn", "--runs-dir", "afile", "--run-name", "r", "--quiet"]) == 2
+    assert "runs_dir='afile' is a file" in capsys.readouterr().err
+
+
 def test_yaml_config_is_overridden_by_flags_and_unknown_fields_are_refused(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text(

@@ -25,6 +25,7 @@ from kitae.cli.runs import (
     PETTINGZOO_PREFIX,
     agent_class,
     build_config,
+    check_run_name,
     gymnax_id,
     make_env,
     read_spec,
@@ -43,6 +44,7 @@ def check_run_options(spec: Any) -> None:
     check_int("seed", spec.seed, 0)
     check_int("eval_episodes", spec.eval_episodes, 0)
     check_int("video_episodes", spec.video_episodes, 1)
+    check_run_name(spec.run_name)
     if spec.env.startswith(PETTINGZOO_PREFIX) and spec.video:
         raise ValueError("video=True is for gymnasium envs; drop --video for a PettingZoo env.")
     if spec.video and gymnax_id(spec.env) is not None:

@@ -18,6 +18,7 @@ import datetime
 import functools
 import importlib
 import inspect
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -470,6 +471,31 @@ def default_run_name(algo: str, spec: Any) -> str:
     return f"{algo}_{env}_s{spec.seed}_{stamp}"
 
 
+def check_run_name(run_name: str | None) -> None:
+    """Refuses a run name that is not a single path component (so a run directory never lands
+    outside its runs directory).
+
+    Raises:
+        ValueError: naming ``run_name``, for an empty name, ``.``/``..``, a name containing a
+            path separator or a NUL character, or an absolute path.
+    """
+    if run_name is None:
+        return
+    separators = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if (
+        not run_name
+        or run_name in (".", "..")
+        or any(sep in run_name for sep in separators)
+        or "\0" in run_name
+        or Path(run_name).is_absolute()
+    ):
+        raise ValueError(
+            f"run_name={run_name!r} is invalid: it must be a single directory name such as "
+            "'cartpole-lr3e-4' (no path separators, not '.' or '..'); choose where runs go "
+            "with --runs-dir."
+        )
+
+
 def run_directory(algo: str, spec: Any) -> Path:
     """The run directory ``<runs_dir>/<run_name>`` of a new run.
 
@@ -477,11 +503,22 @@ def run_directory(algo: str, spec: Any) -> Path:
     taken is refused.
 
     Raises:
-        FileExistsError: if ``spec.run_name`` names an existing, non-empty directory.
+        ValueError: if ``spec.run_name`` is not a single directory name (:func:`check_run_name`).
+        FileExistsError: if ``spec.run_name`` names an existing, non-empty directory or a file,
+            or ``spec.runs_dir`` is a file.
     """
     root = Path(spec.runs_dir)
+    if root.exists() and not root.is_dir():
+        raise FileExistsError(
+            f"runs_dir={str(root)!r} is a file, not a directory: choose another --runs-dir."
+        )
     if spec.run_name is not None:
+        check_run_name(spec.run_name)
         path = root / spec.run_name
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(
+                f"{path} is a file, not a run directory: choose another --run-name."
+            )
         if path.exists() and any(path.iterdir()):
             raise FileExistsError(
                 f"run directory {path} already exists: continue it with `kitae resume {path}`, "
