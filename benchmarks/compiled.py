@@ -28,19 +28,16 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import gymnasium as gym
-import jax
 import jax.numpy as jnp
-import numpy as np
-from common import emit, learning_start, schedule_fraction, update_period
+from common import emit, learning_start, run_vmapped_seeds, schedule_fraction, update_period
 from learning import apply_settings, parse_assignments
 
 import kitae.config as cfg
 from kitae.algos import DQN, PPO, DQNParams, PPOParams
-from kitae.compiled import config_for_jax_env, evaluate_compiled, make_agent_train
+from kitae.compiled import config_for_jax_env, make_agent_train
 from kitae.envs.jax_env import JaxEnv, make_jax_env
 from kitae.schedules import off_policy_gradient_steps
 
@@ -162,50 +159,15 @@ def main() -> None:
         args.algo, args.config, steps, args.buffer, overrides, args.time_limit_terminal
     )
     train = make_agent_train(agent, env, steps)
-    keys = jax.vmap(jax.random.PRNGKey)(np.arange(args.seed, args.seed + args.seeds))
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(max(args.repeats, 1)):
-        start = time.perf_counter()
-        runner, metrics = compiled(keys)
-        jax.block_until_ready(runner)
-        times.append(time.perf_counter() - start)
-    train_s = min(times)
-
-    greedy = agent.act_fn(greedy=True)
-
-    def act(state, key, obs):
-        return greedy(state, key, obs, jax.numpy.zeros((), jax.numpy.int32), {})[0]
-
-    eval_keys = jax.vmap(jax.random.PRNGKey)(np.arange(args.seeds) + 777)
-    returns = jax.jit(
-        jax.vmap(
-            lambda s, k: evaluate_compiled(act, s, env, k, 128, to_env_action=agent.to_env_action)
-        )
-    )(runner.agent_state, eval_keys)
-    per_seed = np.asarray(returns).mean(axis=1)
-    # Training-episode returns (epsilon-greedy / sampled actions), as PureJaxRL and rejax report:
-    # the episodes that ended in the last 2% of the run.
-    train_returns = np.asarray(metrics.episode_return)
-    tail = max(1, train_returns.shape[1] // 50)
-    train_tail = np.nanmean(train_returns[:, -tail:], axis=1)
+    run = run_vmapped_seeds(agent, env, train, args.seed, args.seeds, args.repeats, 128)
     emit(
         {
             "system": "kitae",
             "algo": args.algo,
             "config": args.config,
             "seeds": args.seeds,
-            "steps": int(train.n_iterations * train.steps_per_iteration),
             "buffer": agent.config.update_cfg.max_buffer_size if args.algo == "dqn" else None,
-            "compile_s": round(compile_s, 3),
-            "train_s": round(train_s, 3),
-            "train_s_all": [round(t, 3) for t in times],
-            "sps": round(args.seeds * train.n_iterations * train.steps_per_iteration / train_s, 1),
-            "eval_mean": float(per_seed.mean()),
-            "eval_per_seed": [round(float(r), 2) for r in per_seed],
-            "train_return_tail_per_seed": [round(float(r), 2) for r in train_tail],
+            **run,
             "overrides": args.set,
             "time_limit_terminal": args.time_limit_terminal,
         }

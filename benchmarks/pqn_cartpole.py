@@ -25,19 +25,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import gymnasium as gym
-import jax
-import jax.numpy as jnp
-import numpy as np
-from common import emit
+from common import emit, run_vmapped_seeds
 from learning import apply_settings, parse_assignments
 
 import kitae.config as cfg
 from kitae.algos import PQN, PQNParams
-from kitae.compiled import config_for_jax_env, evaluate_compiled, make_agent_train
+from kitae.compiled import config_for_jax_env, make_agent_train
 from kitae.envs.jax_env import make_jax_env
 
 DEFAULT_STEPS = {"rejax": 524_288, "purejaxql": 500_000}
@@ -101,46 +97,14 @@ def main() -> None:
 
     agent, env = build_agent(args.config, steps, parse_assignments(args.set))
     train = make_agent_train(agent, env, steps)
-    keys = jax.vmap(jax.random.PRNGKey)(np.arange(args.seed, args.seed + args.seeds))
-    start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(train)).lower(keys).compile()
-    compile_s = time.perf_counter() - start
-    times = []
-    for _ in range(max(args.repeats, 1)):
-        start = time.perf_counter()
-        runner, metrics = compiled(keys)
-        jax.block_until_ready(runner)
-        times.append(time.perf_counter() - start)
-    train_s = min(times)
-
-    greedy = agent.act_fn(greedy=True)
-
-    def act(state, key, obs):
-        return greedy(state, key, obs, jnp.zeros((), jnp.int32), {})[0]
-
-    eval_keys = jax.vmap(jax.random.PRNGKey)(np.arange(args.seeds) + 777)
-    returns = jax.jit(jax.vmap(lambda s, k: evaluate_compiled(act, s, env, k, EVAL_EPISODES)))(
-        runner.agent_state, eval_keys
-    )
-    per_seed = np.asarray(returns).mean(axis=1)
-    train_returns = np.asarray(metrics.episode_return)
-    tail = max(1, train_returns.shape[1] // 50)
-    train_tail = np.nanmean(train_returns[:, -tail:], axis=1)
-    total = train.n_iterations * train.steps_per_iteration
+    run = run_vmapped_seeds(agent, env, train, args.seed, args.seeds, args.repeats, EVAL_EPISODES)
     emit(
         {
             "system": "kitae",
             "algo": "pqn",
             "config": args.config,
             "seeds": args.seeds,
-            "steps": int(total),
-            "compile_s": round(compile_s, 3),
-            "train_s": round(train_s, 3),
-            "train_s_all": [round(t, 3) for t in times],
-            "sps": round(args.seeds * total / train_s, 1),
-            "eval_mean": float(per_seed.mean()),
-            "eval_per_seed": [round(float(r), 2) for r in per_seed],
-            "train_return_tail_per_seed": [round(float(r), 2) for r in train_tail],
+            **run,
             "overrides": args.set,
         }
     )

@@ -51,3 +51,23 @@ def trees_equal(a: Any, b: Any) -> bool:
 def trees_all_differ(a: Any, b: Any) -> bool:
     """Every leaf of ``a`` differs from the matching leaf of ``b`` somewhere."""
     return all(not np.array_equal(x, y) for x, y in zip(leaves(a), leaves(b), strict=True))
+
+
+# A small prioritized DQN (updates every 4 steps, a 64-transition buffer) whose checkpoints and
+# loops the checkpoint and actor-learner tests compare.
+DQN_PARAMS = {
+    "hidden_sizes": (16,),
+    "start_step": -1,
+    "skip_steps": 4,
+    "prioritized": True,
+    "exploration_fraction": 0.5,
+    "target_update_period": 2,
+}
+DQN_UPDATE = {
+    "learning_rate": 1e-3,
+    "learning_rate_annealing": True,
+    "max_grad_norm": 10.0,
+    "max_buffer_size": 64,
+    "batch_size": 8,
+    "n_epochs": 2,
+}

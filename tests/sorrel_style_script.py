@@ -77,7 +77,7 @@ class CorridorAgent(Agent):
 random_model = RandomModel(input_size=(SIZE,), action_space=2, memory_size=64, epsilon=0.5)
 random_model.epsilon_decay(0.1)
 
-model = PyTorchIQN(
+IQN_ARGS = dict(
     input_size=(SIZE,),
     action_space=2,
     layer_size=32,
@@ -95,6 +95,8 @@ model = PyTorchIQN(
     GAMMA=0.99,
     n_quantiles=8,
 )
+
+model = PyTorchIQN(**IQN_ARGS)
 agent = CorridorAgent(model)
 world = Corridor()
 
@@ -118,24 +120,7 @@ print(f"{model.model_name}: losses {np.round(losses, 4)}, rewards {np.round(rewa
 final_epsilon = agent.model.epsilon
 
 # A fresh model with the same arguments picks the trained model's actions once loaded.
-restored = PyTorchIQN(
-    input_size=(SIZE,),
-    action_space=2,
-    layer_size=32,
-    epsilon=0.0,
-    device="cpu",
-    seed=12345678901234567890,
-    n_frames=3,
-    n_step=3,
-    sync_freq=2,
-    model_update_freq=4,
-    batch_size=16,
-    memory_size=256,
-    LR=0.001,
-    TAU=0.01,
-    GAMMA=0.99,
-    n_quantiles=8,
-)
+restored = PyTorchIQN(**{**IQN_ARGS, "epsilon": 0.0})
 restored.load(Path(OUTPUT_DIR) / f"{model.model_name}_epoch{EPOCHS}.safetensors")
 model.set_epsilon(0.0)
 probe = np.random.default_rng(1).random((20, 1, 3 * SIZE)).astype(np.float32)

@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from envs import corridor, make_vec
-from helpers import assert_trees_equal, small_config
+from helpers import DQN_PARAMS, DQN_UPDATE, assert_trees_equal, small_config
 
 from kitae.actor_learner import actor_device, update_schedule
 from kitae.algos import DQN, PPO, DQNParams, PPOParams
@@ -31,22 +31,6 @@ from kitae.envs.jax_env import make_jax_env
 from kitae.envs.make import make_vec_env
 from kitae.evaluation import evaluate
 
-DQN_PARAMS = {
-    "hidden_sizes": (16,),
-    "start_step": -1,
-    "skip_steps": 4,
-    "prioritized": True,
-    "exploration_fraction": 0.5,
-    "target_update_period": 2,
-}
-DQN_UPDATE = {
-    "learning_rate": 1e-3,
-    "learning_rate_annealing": True,
-    "max_grad_norm": 10.0,
-    "max_buffer_size": 64,
-    "batch_size": 8,
-    "n_epochs": 2,
-}
 PPO_UPDATE = {"max_buffer_size": 32, "batch_size": 8, "n_epochs": 2}
 
 

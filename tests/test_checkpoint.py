@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 from conftest import JAX_CACHE_DIR
 from envs import Target, corridor, make_vec
-from helpers import assert_trees_equal, small_config
+from helpers import DQN_PARAMS, DQN_UPDATE, assert_trees_equal, small_config
 
 from kitae import checkpoint
 from kitae.algos import DQN, PPO, SAC, DQNParams, PPOParams, SACParams
@@ -45,23 +45,6 @@ from kitae.modules.optimizer import get_learning_rate
 TESTS_DIR = Path(__file__).resolve().parent
 
 # ---- configs -----------------------------------------------------------------------------------
-
-DQN_PARAMS = {
-    "hidden_sizes": (16,),
-    "start_step": -1,
-    "skip_steps": 4,
-    "prioritized": True,
-    "exploration_fraction": 0.5,
-    "target_update_period": 2,
-}
-DQN_UPDATE = {
-    "learning_rate": 1e-3,
-    "learning_rate_annealing": True,
-    "max_grad_norm": 10.0,
-    "max_buffer_size": 64,
-    "batch_size": 8,
-    "n_epochs": 2,
-}
 
 
 def dqn_config(env, n_env_steps=200, **params) -> AlgoConfig:

@@ -98,15 +98,7 @@ class QLearningParams(AlgoParams, EncoderParams):
     activation: str = "relu"
 
     def validate(self, config: AlgoConfig) -> None:
-        for name in ("exploration_start", "exploration_end"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"algo_params.{name}={value!r} is invalid: it must be in [0, 1].")
-        if not 0.0 < self.exploration_fraction <= 1.0:
-            raise ValueError(
-                f"algo_params.exploration_fraction={self.exploration_fraction!r} is invalid: it "
-                "must be in (0, 1]."
-            )
+        check_exploration(self)
         check_int_param(self, "n_step", 1)
         if self.n_step > config.update_cfg.max_buffer_size // config.env_cfg.n_envs:
             raise ValueError(
@@ -248,6 +240,24 @@ def select_bootstrap_actions(
     """
     q = q_online_tp1 if double_q else q_target_tp1
     return masked_argmax(q, mask_tp1)
+
+
+def check_exploration(params: Any, unit_fields: tuple[str, ...] = ()) -> None:
+    """Validates an epsilon-greedy schedule's fields (and ``unit_fields``) of ``params``.
+
+    Raises:
+        ValueError: naming the field: ``exploration_start``, ``exploration_end`` and each of
+            ``unit_fields`` outside ``[0, 1]``, or ``exploration_fraction`` outside ``(0, 1]``.
+    """
+    for name in (*unit_fields, "exploration_start", "exploration_end"):
+        value = getattr(params, name)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"algo_params.{name}={value!r} is invalid: it must be in [0, 1].")
+    if not 0.0 < params.exploration_fraction <= 1.0:
+        raise ValueError(
+            f"algo_params.exploration_fraction={params.exploration_fraction!r} is invalid: it "
+            "must be in (0, 1]."
+        )
 
 
 def epsilon_schedule(params: DQNParams, n_env_steps: int) -> LinearSchedule:

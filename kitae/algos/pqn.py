@@ -24,7 +24,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 
-from kitae.algos.dqn import epsilon_schedule, traced_epsilon
+from kitae.algos.dqn import check_exploration, epsilon_schedule, traced_epsilon
 from kitae.base import OnPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, AlgoParams, EncoderParams, UpdateConfig
@@ -78,15 +78,7 @@ class PQNParams(AlgoParams, EncoderParams):
     layer_norm: bool = True
 
     def validate(self, config: AlgoConfig) -> None:
-        for name in ("gamma", "q_lambda", "exploration_start", "exploration_end"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"algo_params.{name}={value!r} is invalid: it must be in [0, 1].")
-        if not 0.0 < self.exploration_fraction <= 1.0:
-            raise ValueError(
-                f"algo_params.exploration_fraction={self.exploration_fraction!r} is invalid: it "
-                "must be in (0, 1]."
-            )
+        check_exploration(self, unit_fields=("gamma", "q_lambda"))
         if not self.reward_scale > 0.0:
             raise ValueError(
                 f"algo_params.reward_scale={self.reward_scale!r} is invalid: it must be > 0."
