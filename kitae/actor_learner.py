@@ -1,8 +1,8 @@
 """Actor-learner training on the gymnasium loop: env steps run beside the updates.
 
-With ``train_cfg.actor_learner``, :meth:`kitae.base.BaseAgent.train` hands the env to one actor
-thread. The actor acts (the agent's own :meth:`~kitae.base.BaseAgent.explore`, on a copy of the
-acting parameters) and steps the vector env; it sends the vector steps, a few at a time, through
+With ``train_cfg.actor_learner``, :meth:`kitae.host_loop.GymnasiumLoop.train` hands the env to one
+actor thread. The actor acts (the agent's own :meth:`~kitae.agent.BaseAgent.explore`, on a copy of
+the acting parameters) and steps the vector env; it sends the vector steps, a few at a time, through
 a bounded queue. The calling thread, the learner, receives them in order and does with each what
 the sequential loop does: episode statistics, logging, storing into the replay buffer / rollout,
 the updates that became due, callbacks, checkpoints and evaluations. XLA releases the GIL while
@@ -17,7 +17,7 @@ two threads' Python shares the GIL). The actor always acts with the newest versi
 received, and before acting for vector step ``j`` it waits until it has a version
 ``>= U_j - max_staleness``, where ``U_j`` is the number of update calls the learner will have
 made when it stores step ``j`` (all the updates that the steps before ``j`` made due; the
-schedule comes from the agent's :meth:`~kitae.base.BaseAgent.expected_updates`). So every
+schedule comes from the agent's :meth:`~kitae.agent.BaseAgent.expected_updates`). So every
 transition is acted with parameters at most ``K = train_cfg.max_staleness`` update calls behind
 the learner's at the moment it is stored, and the learner checks it (a violation raises
 ``RuntimeError``). In particular:
@@ -58,13 +58,12 @@ import threading
 import time
 import warnings
 from collections import deque
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
-if TYPE_CHECKING:
-    from kitae.base import BaseAgent
+from kitae.types import Agent
 
 CHUNK_STEPS = 16
 """Vector steps the actor sends to the learner in one queue item (sooner when it must wait)."""
@@ -127,10 +126,10 @@ def actor_device() -> jax.Device:
         return jax.devices()[0]
 
 
-def update_schedule(agent: BaseAgent, n_vector_steps: int) -> np.ndarray:
+def update_schedule(agent: Agent, n_vector_steps: int) -> np.ndarray:
     """``int64[n_vector_steps]``: entry ``j`` is the learner's update count when it stores vector
     step ``j`` of the coming ``train`` call (``agent.n_updates`` plus the update calls that the
-    ``j`` steps before make due, from :meth:`~kitae.base.BaseAgent.expected_updates`).
+    ``j`` steps before make due, from :meth:`~kitae.agent.BaseAgent.expected_updates`).
 
     Call it before the loop starts: ``expected_updates`` counts from the agent's current state.
     """
@@ -143,7 +142,7 @@ def update_schedule(agent: BaseAgent, n_vector_steps: int) -> np.ndarray:
     return agent.n_updates + due
 
 
-def check_actor_learner_agent(agent: BaseAgent) -> None:
+def check_actor_learner_agent(agent: Agent) -> None:
     """Raises ``ValueError`` for an agent whose acting cannot run apart from its learning.
 
     An agent with an acting state carried on the host between steps (``init_actor_state``, e.g.
@@ -174,7 +173,7 @@ class ActorLearner:
         n_vector_steps: vector steps to act, step and yield.
     """
 
-    def __init__(self, agent: BaseAgent, env: Any, observation: Any, n_vector_steps: int):
+    def __init__(self, agent: Agent, env: Any, observation: Any, n_vector_steps: int):
         check_actor_learner_agent(agent)
         cfg = agent.config.train_cfg
         self.agent = agent
@@ -326,7 +325,7 @@ class ActorLearner:
         self._thread.start()
 
     # ---- actor side -------------------------------------------------------------------------
-    def _make_actor(self) -> BaseAgent:
+    def _make_actor(self) -> Agent:
         """A shallow copy of the agent that acts: its own parameters (the published copy), update
         count, transition counter and key stream; everything else (jitted functions,
         schedules, hyperparameters) is shared."""
@@ -339,13 +338,13 @@ class ActorLearner:
         """The oldest parameters that may act for vector step ``j``."""
         return int(self.schedule[j]) - self.max_staleness
 
-    def _refresh(self, actor: BaseAgent) -> None:
+    def _refresh(self, actor: Agent) -> None:
         """Takes the newest published parameters, if newer than the actor's."""
         version, state = self._published
         if version != actor.n_updates:
             actor.state, actor._acting_state, actor.n_updates = state, state, version
 
-    def _wait_for(self, actor: BaseAgent, version: int) -> None:
+    def _wait_for(self, actor: Agent, version: int) -> None:
         """Blocks until the published parameters are at least ``version``, then takes them."""
         start = time.perf_counter()
         with self._published_cond:

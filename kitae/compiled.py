@@ -11,9 +11,9 @@ Inside the program, one *iteration* is
 
 * off-policy: one step of the ``N`` envs, the transitions written to the replay buffer at the top
   level of the scan body (in place), and the updates that became due (each
-  :func:`~kitae.base.make_off_policy_update`, i.e. ``n_epochs`` x sample/process/step);
+  :func:`~kitae.updates.make_off_policy_update`, i.e. ``n_epochs`` x sample/process/step);
 * on-policy: a rollout of ``T = max_buffer_size // N`` steps (an inner scan), then one
-  :func:`~kitae.base.make_on_policy_update`.
+  :func:`~kitae.updates.make_on_policy_update`.
 
 Iterations are grouped in chunks of ``log_interval`` transitions; each chunk yields one row of
 :class:`Metrics` (and, with ``log_callback``, one host callback, never one per step).
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,21 +31,24 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 from flax import struct
+from tqdm.auto import tqdm
 
-from kitae.base import (
+from kitae.buffer import Experience, PrioritizedSampling
+from kitae.checkpoint import checkpoint_interval, restore_runner, save_agent
+from kitae.config import AlgoConfig, validate_config
+from kitae.envs.jax_env import JaxEnv, make_jax_env
+from kitae.evaluation import evaluate_compiled, make_jax_evaluator
+from kitae.frame_replay import check_frame_stacks
+from kitae.modules.encoders import observation_shapes
+from kitae.modules.optimizer import learning_rate_metrics, set_learning_rate
+from kitae.modules.train_state import TrainState
+from kitae.schedules import off_policy_min_transitions, off_policy_update_count
+from kitae.updates import (
     make_off_policy_update,
     make_on_policy_update,
     replay_buffer_from_config,
     sequence_length_from_config,
 )
-from kitae.buffer import Experience, PrioritizedSampling
-from kitae.config import AlgoConfig, validate_config
-from kitae.envs.jax_env import JaxEnv, make_jax_env
-from kitae.frame_replay import check_frame_stacks
-from kitae.modules.encoders import observation_shapes
-from kitae.modules.optimizer import set_learning_rate
-from kitae.modules.train_state import TrainState
-from kitae.schedules import off_policy_min_transitions, off_policy_update_count
 
 ActFn = Callable[..., tuple]
 """``act_fn(state, key, observations, env_steps, hyperparams) -> (actions, log_probs)``; for
@@ -588,58 +592,6 @@ def config_for_jax_env(config: AlgoConfig, env: JaxEnv, n_envs: int | None = Non
     return dataclasses.replace(config, env_cfg=env_cfg)
 
 
-def evaluate_compiled(
-    act_fn: Callable[[Any, jax.Array, Any], jax.Array],
-    state: Any,
-    env: JaxEnv | Any,
-    key: jax.Array,
-    n_episodes: int = 128,
-    max_steps: int | None = None,
-    to_env_action: Callable[[jax.Array], jax.Array] | None = None,
-    init_actor_state: Callable[[int], Any] | None = None,
-) -> jax.Array:
-    """Returns ``[n_episodes]`` undiscounted returns of ``act_fn`` on a JAX env, compiled.
-
-    Args:
-        act_fn: ``(state, key, observations [N, ...]) -> actions [N]`` (e.g. greedy).
-        state: the agent state.
-        env: the JAX env.
-        key: PRNG key (episode resets).
-        n_episodes: episodes run side by side.
-        max_steps: step cap (default: the env's ``max_steps_in_episode``).
-        to_env_action: maps actions to env actions.
-        init_actor_state: for an ``act_fn(state, key, observations, actor_state) -> (actions,
-            actor_state)`` with an acting state (e.g. recurrent agents): ``n -> actor_state``,
-            its value at the start of the episodes.
-    """
-    env = make_jax_env(env)
-    to_env_action = to_env_action or (lambda a: a)
-    if max_steps is None:
-        max_steps = int(getattr(env.params, "max_steps_in_episode", 1000))
-    key, reset_key = jax.random.split(key)
-    obs, env_state = jax.vmap(env.reset)(jax.random.split(reset_key, n_episodes))
-
-    def body(carry, step_key):
-        obs, env_state, returns, running, actor_state = carry
-        k_act, k_env = jax.random.split(step_key)
-        if init_actor_state is None:
-            actions = act_fn(state, k_act, obs)
-        else:  # each episode runs once: the acting state needs no reset
-            actions, actor_state = act_fn(state, k_act, obs, actor_state)
-        step = jax.vmap(env.step)(
-            jax.random.split(k_env, n_episodes), env_state, to_env_action(actions)
-        )
-        returns = returns + step.reward * running
-        running = running & ~(step.terminated | step.truncated)
-        return (step.observation, step.state, returns, running, actor_state), None
-
-    actor_state = None if init_actor_state is None else init_actor_state(n_episodes)
-    returns, running = jnp.zeros((n_episodes,), jnp.float32), jnp.ones((n_episodes,), bool)
-    init = (obs, env_state, returns, running, actor_state)
-    (_, _, returns, _, _), _ = jax.lax.scan(body, init, jax.random.split(key, max_steps))
-    return returns
-
-
 def metrics_logger(logger: Any, stream: str = "train") -> Callable[[Metrics], None]:
     """A ``log_callback`` for :func:`make_train` / :func:`make_agent_train` that writes each
     chunk's :class:`Metrics` as one row of ``stream`` of a :class:`kitae.logger.Logger`, while
@@ -678,7 +630,7 @@ def make_agent_train(
     """The compiled ``train(key, hyperparams=None)`` of a kitae agent on a JAX env.
 
     It uses the agent's own factories and runs the agent's :meth:`explore` method inside the
-    program (see :meth:`kitae.base.BaseAgent.tracing`), so a custom agent trains unchanged. An
+    program (see :meth:`kitae.agent.BaseAgent.tracing`), so a custom agent trains unchanged. An
     agent with an ``init_actor_state(n_envs)`` method (e.g. a recurrent agent) has its acting
     state carried by the loop (see :class:`RunnerState`).
     ``train(key)`` initialises a fresh state from ``key``: vmap it over keys for many seeds.
@@ -735,14 +687,6 @@ def train_agent_compiled(
     Returns:
         ``env_steps``, ``n_updates``, ``episodes``, ``compile_s`` and ``train_s``.
     """
-    import time
-
-    from tqdm.auto import tqdm
-
-    from kitae.checkpoint import checkpoint_interval, restore_runner, save_agent
-    from kitae.evaluation import make_jax_evaluator
-    from kitae.logger import learning_rate_metrics
-
     save_every = checkpoint_interval(agent)
     trainer = make_agent_train(
         agent, env, n_env_steps, log_interval=log_interval, initial_env_steps=agent.env_steps

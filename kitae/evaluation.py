@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from kitae.envs.jax_env import JaxEnv, make_jax_env
 from kitae.envs.make import build_env, make_vec_env
 
 
@@ -73,11 +74,63 @@ def evaluate(
     return returns
 
 
+def evaluate_compiled(
+    act_fn: Callable[[Any, jax.Array, Any], jax.Array],
+    state: Any,
+    env: JaxEnv | Any,
+    key: jax.Array,
+    n_episodes: int = 128,
+    max_steps: int | None = None,
+    to_env_action: Callable[[jax.Array], jax.Array] | None = None,
+    init_actor_state: Callable[[int], Any] | None = None,
+) -> jax.Array:
+    """Returns ``[n_episodes]`` undiscounted returns of ``act_fn`` on a JAX env, compiled.
+
+    Args:
+        act_fn: ``(state, key, observations [N, ...]) -> actions [N]`` (e.g. greedy).
+        state: the agent state.
+        env: the JAX env.
+        key: PRNG key (episode resets).
+        n_episodes: episodes run side by side.
+        max_steps: step cap (default: the env's ``max_steps_in_episode``).
+        to_env_action: maps actions to env actions.
+        init_actor_state: for an ``act_fn(state, key, observations, actor_state) -> (actions,
+            actor_state)`` with an acting state (e.g. recurrent agents): ``n -> actor_state``,
+            its value at the start of the episodes.
+    """
+    env = make_jax_env(env)
+    to_env_action = to_env_action or (lambda a: a)
+    if max_steps is None:
+        max_steps = int(getattr(env.params, "max_steps_in_episode", 1000))
+    key, reset_key = jax.random.split(key)
+    obs, env_state = jax.vmap(env.reset)(jax.random.split(reset_key, n_episodes))
+
+    def body(carry, step_key):
+        obs, env_state, returns, running, actor_state = carry
+        k_act, k_env = jax.random.split(step_key)
+        if init_actor_state is None:
+            actions = act_fn(state, k_act, obs)
+        else:  # each episode runs once: the acting state needs no reset
+            actions, actor_state = act_fn(state, k_act, obs, actor_state)
+        step = jax.vmap(env.step)(
+            jax.random.split(k_env, n_episodes), env_state, to_env_action(actions)
+        )
+        returns = returns + step.reward * running
+        running = running & ~(step.terminated | step.truncated)
+        return (step.observation, step.state, returns, running, actor_state), None
+
+    actor_state = None if init_actor_state is None else init_actor_state(n_episodes)
+    returns, running = jnp.zeros((n_episodes,), jnp.float32), jnp.ones((n_episodes,), bool)
+    init = (obs, env_state, returns, running, actor_state)
+    (_, _, returns, _, _), _ = jax.lax.scan(body, init, jax.random.split(key, max_steps))
+    return returns
+
+
 def make_jax_evaluator(
     agent: Any, env: Any, n_episodes: int = 128, max_steps: int | None = None
 ) -> Callable[[Any, jax.Array], jax.Array]:
     """A jitted ``evaluate(state, key) -> returns [n_episodes]`` of the agent's greedy policy on
-    a JAX env (see :func:`kitae.compiled.evaluate_compiled`); compiled once, reusable with any
+    a JAX env (see :func:`evaluate_compiled`); compiled once, reusable with any
     state of the same structure, and vmappable over states and keys.
 
     Args:
@@ -86,9 +139,6 @@ def make_jax_evaluator(
         n_episodes: episodes run side by side.
         max_steps: step cap (default: the env's ``max_steps_in_episode``).
     """
-    from kitae.compiled import evaluate_compiled
-    from kitae.envs.jax_env import make_jax_env
-
     env = agent.as_jax_env(env) if hasattr(agent, "as_jax_env") else make_jax_env(env)
     greedy = agent.act_fn(greedy=True)
     hyperparams = dict(getattr(agent, "hyperparams", {}) or {})

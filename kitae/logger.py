@@ -326,30 +326,3 @@ class Logger:
         """Closes the files; a later :meth:`log` reopens them in append mode."""
         for backend in self.backends:
             backend.close()
-
-
-def learning_rate_metrics(state: Any) -> dict[str, float]:
-    """The base learning rate of every :class:`~kitae.modules.train_state.TrainState` in
-    ``state`` (read from its optimizer state): ``{"learning_rate": lr}`` for a single one,
-    ``{"learning_rate/<path>": lr, ...}`` for several. States without an injected learning
-    rate (or without optimizer state) are left out."""
-    import jax
-
-    from kitae.modules.optimizer import get_learning_rate
-    from kitae.modules.train_state import TrainState
-
-    is_state = lambda node: isinstance(node, TrainState)
-    found = [
-        (path, node)
-        for path, node in jax.tree_util.tree_flatten_with_path(state, is_leaf=is_state)[0]
-        if is_state(node)
-    ]
-    rates = {}
-    for path, train_state in found:
-        try:
-            rate = float(get_learning_rate(train_state.opt_state))
-        except ValueError:
-            continue
-        name = jax.tree_util.keystr(path, simple=True, separator="/") if len(found) > 1 else ""
-        rates[f"learning_rate/{name}" if name else "learning_rate"] = rate
-    return rates

@@ -18,6 +18,10 @@ Params = Mapping[str, Any]
 PRNGKey = jax.Array
 """A raw ``uint32[2]`` JAX PRNG key."""
 
+Agent = Any
+"""A kitae agent (a :class:`kitae.agent.BaseAgent`), as the modules it builds on see it: the
+loops, checkpoints and evaluation take one as an argument and never import the agent modules."""
+
 AgentState = Any
 """Any pytree returned by a ``train_state_factory`` (usually a :class:`TrainState`)."""
 

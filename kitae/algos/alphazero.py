@@ -35,13 +35,13 @@ import rlax
 
 from kitae import compiled
 from kitae.algos.ppo import total_gradient_steps
-from kitae.base import OnPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, AlgoParams, EncoderParams, UpdateConfig, check_int_param
 from kitae.modules.encoders import FLATTEN, Encoder, EncoderSpec, network_encoder
 from kitae.modules.modules import MLP, init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.train_state import TrainState
+from kitae.on_policy import OnPolicyAgent
 from kitae.planning.search import (
     SEARCH_KINDS,
     PlanningEnv,

@@ -22,7 +22,6 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 
-from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import (
     AlgoConfig,
@@ -40,6 +39,7 @@ from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.qvalue import qvalue_factory
 from kitae.modules.train_state import TrainState
+from kitae.off_policy import OffPolicyAgent
 from kitae.schedules import LinearSchedule, off_policy_gradient_steps
 from kitae.timesteps import compute_n_step_return, compute_td_targets
 from kitae.types import Params

@@ -28,7 +28,6 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 
-from kitae.base import OnPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, AlgoParams, EncoderParams, UpdateConfig
 from kitae.loss import loss_policy_ppo, loss_value_clip
@@ -54,6 +53,7 @@ from kitae.normalization import (
     reset_returns,
     validate_normalization,
 )
+from kitae.on_policy import OnPolicyAgent
 from kitae.schedules import on_policy_update_count
 from kitae.timesteps import compute_gae
 from kitae.types import Params

@@ -25,7 +25,6 @@ import jax
 import jax.numpy as jnp
 
 from kitae.algos.dqn import check_exploration, epsilon_schedule, traced_epsilon
-from kitae.base import OnPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, AlgoParams, EncoderParams, UpdateConfig
 from kitae.loss import loss_mean_squared_error
@@ -35,6 +34,7 @@ from kitae.modules.encoders import FLATTEN, Encoder, EncoderSpec, network_encode
 from kitae.modules.modules import get_activation, init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.train_state import TrainState
+from kitae.on_policy import OnPolicyAgent
 from kitae.schedules import on_policy_update_count
 from kitae.timesteps import compute_lambda_returns
 from kitae.types import Params

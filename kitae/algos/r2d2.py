@@ -39,7 +39,6 @@ from kitae.algos.dqn import (
     q_learning_update_step,
     traced_epsilon,
 )
-from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, UpdateConfig, check_int_param
 from kitae.masking import action_mask, masked_argmax
@@ -52,6 +51,7 @@ from kitae.modules.recurrent import (
     recurrent_qvalue_factory,
 )
 from kitae.modules.train_state import TrainState
+from kitae.off_policy import OffPolicyAgent
 from kitae.schedules import off_policy_gradient_steps
 from kitae.types import Params
 

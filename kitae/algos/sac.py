@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import (
     AlgoConfig,
@@ -52,6 +51,7 @@ from kitae.modules.encoders import network_encoder
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.train_state import AgentState, TrainState
+from kitae.off_policy import OffPolicyAgent
 from kitae.schedules import off_policy_gradient_steps
 from kitae.timesteps import compute_td_targets
 from kitae.types import Params

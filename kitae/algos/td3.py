@@ -22,7 +22,6 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from kitae.base import OffPolicyAgent
 from kitae.buffer import Experience
 from kitae.config import (
     AlgoConfig,
@@ -45,6 +44,7 @@ from kitae.modules.encoders import network_encoder
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.train_state import AgentState, TrainState
+from kitae.off_policy import OffPolicyAgent
 from kitae.schedules import off_policy_gradient_steps
 from kitae.timesteps import compute_td_targets
 from kitae.types import Params

@@ -13,7 +13,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kitae.base import BaseAgent, EpisodeTracker, OffPolicyAgent, OnPolicyAgent
 from kitae.checkpoint.saving import LOOP_FIELDS, _is_train_state, params_of
 from kitae.checkpoint.store import (
     _check_leaves,
@@ -33,8 +32,10 @@ from kitae.config import (
     config_differences,
     config_to_json,
 )
+from kitae.envs.vector import EpisodeTracker
 from kitae.logger import Logger
 from kitae.normalization import normalization_of
+from kitae.types import Agent
 
 
 def _check_agent_class(cls: type, meta: dict[str, Any], checkpoint: Path) -> None:
@@ -89,7 +90,7 @@ def _check_config(config: AlgoConfig, checkpoint: Path) -> None:
 # ---- restoring -----------------------------------------------------------------------------------
 
 
-def _restore_buffer(agent: OffPolicyAgent, raw: dict[str, Any]) -> Any:
+def _restore_buffer(agent: Agent, raw: dict[str, Any]) -> Any:
     """The replay buffer state saved in ``raw``, checked against the agent's buffer (the kind of
     buffer, its fields, shapes and dtypes)."""
     example = agent.replay_buffer.saved_example(raw, agent.experience_type)
@@ -97,9 +98,7 @@ def _restore_buffer(agent: OffPolicyAgent, raw: dict[str, Any]) -> Any:
     return _to_device(_restore_tree(template, raw, "replay buffer"))
 
 
-def _restore_tracker(
-    agent: BaseAgent, arrays: dict[str, Any], window: int | None
-) -> EpisodeTracker:
+def _restore_tracker(agent: Agent, arrays: dict[str, Any], window: int | None) -> EpisodeTracker:
     tracker = EpisodeTracker(agent.config.env_cfg.n_envs, window or 20)
     for name in ("returns", "lengths"):
         value = np.asarray(arrays[name])
@@ -118,7 +117,7 @@ def _restore_tracker(
     return tracker
 
 
-def _restore_keys(agent: BaseAgent, loop: dict[str, Any]) -> tuple[Any, Any, np.ndarray]:
+def _restore_keys(agent: Agent, loop: dict[str, Any]) -> tuple[Any, Any, np.ndarray]:
     """``(interact_key, update_key, key_pool)`` of the checkpoint, checked against the agent's."""
     key_template = np.asarray(agent._interact_key)
     keys = []
@@ -135,7 +134,7 @@ def _restore_keys(agent: BaseAgent, loop: dict[str, Any]) -> tuple[Any, Any, np.
     return keys[0], keys[1], pool
 
 
-def _restore_rollout(agent: OnPolicyAgent, loop: dict[str, Any], count: int) -> Any:
+def _restore_rollout(agent: Agent, loop: dict[str, Any], count: int) -> Any:
     """The unfinished rollout's ``count`` rows (leaves ``[count, N, ...]``), or ``None``."""
     if not count:
         return None
@@ -148,7 +147,7 @@ def _restore_rollout(agent: OnPolicyAgent, loop: dict[str, Any], count: int) -> 
     return agent.experience_type(**rows)
 
 
-def restore_agent(agent: BaseAgent, path: str | Path) -> Path:
+def restore_agent(agent: Agent, path: str | Path) -> Path:
     """Loads a checkpoint into ``agent``: its state, keys, counters, episode statistics,
     replay buffer and, for the compiled path, the loop's carry (restored when ``train`` next
     runs on a JAX env).
@@ -177,7 +176,7 @@ def restore_agent(agent: BaseAgent, path: str | Path) -> Path:
     loop = _unpack(checkpoint, "loop.msgpack")
     files = set(meta["files"])
     buffer = None
-    if isinstance(agent, OffPolicyAgent) and "buffer.msgpack" in files:
+    if agent.algo_type == "off_policy" and "buffer.msgpack" in files:
         buffer = _restore_buffer(agent, _unpack(checkpoint, "buffer.msgpack"))
     pending = None
     if "runner.msgpack" in files:
@@ -190,7 +189,7 @@ def restore_agent(agent: BaseAgent, path: str | Path) -> Path:
     interact_key, update_key, key_pool = _restore_keys(agent, loop)
     tracker = _restore_tracker(agent, loop["tracker"], meta.get("tracker_window"))
     count = int(meta.get("rollout_count", 0))
-    rollout = _restore_rollout(agent, loop, count) if isinstance(agent, OnPolicyAgent) else None
+    rollout = _restore_rollout(agent, loop, count) if agent.algo_type == "on_policy" else None
     # Everything is read and checked: the agent changes only now.
     agent.state = _to_device(state)
     agent._interact_key, agent._update_key, agent._key_pool = interact_key, update_key, key_pool
@@ -202,11 +201,11 @@ def restore_agent(agent: BaseAgent, path: str | Path) -> Path:
     agent.last_info = dict(meta.get("last_info", {}))
     agent._env_source = agent._env = agent._observation = None
     agent._env_seeded = False
-    if isinstance(agent, OffPolicyAgent):
+    if agent.algo_type == "off_policy":
         agent._staging.count = 0
         agent._ticks = int(meta["ticks"])
         agent.buffer_state = buffer
-    if isinstance(agent, OnPolicyAgent):
+    if agent.algo_type == "on_policy":
         agent.rollout.count = 0
         for i in range(count):
             agent.rollout.add(jax.tree.map(lambda x, i=i: x[i], rollout))
@@ -217,7 +216,7 @@ def restore_agent(agent: BaseAgent, path: str | Path) -> Path:
     return checkpoint
 
 
-def restore_runner(trainer: Any, agent: BaseAgent, saved: dict[str, Any]) -> Any:
+def restore_runner(trainer: Any, agent: Agent, saved: dict[str, Any]) -> Any:
     """The compiled loop's carry saved in a checkpoint, for ``trainer`` (a
     :class:`~kitae.compiled.CompiledTrain` on the env the run continues with).
 
@@ -296,7 +295,7 @@ def _truncate_logs(run_dir: Path, env_steps: int) -> None:
             _replace_file(path, "".join(kept).encode())
 
 
-def resume_agent(agent_cls: type, run_dir: str | Path, **kwargs: Any) -> BaseAgent:
+def resume_agent(agent_cls: type, run_dir: str | Path, **kwargs: Any) -> Agent:
     """Rebuilds an agent from the latest checkpoint of a run directory and restores it; its
     logs are appended to the run directory's files and it saves into the same directory.
 
@@ -325,7 +324,7 @@ def resume_agent(agent_cls: type, run_dir: str | Path, **kwargs: Any) -> BaseAge
     return agent
 
 
-def load_for_inference(agent_cls: type, path: str | Path, **kwargs: Any) -> BaseAgent:
+def load_for_inference(agent_cls: type, path: str | Path, **kwargs: Any) -> Agent:
     """An agent built from a checkpoint's config with the checkpoint's parameters, for acting.
 
     Only ``params.msgpack`` is read (and, for a state with normalisation statistics, those from

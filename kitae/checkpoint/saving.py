@@ -12,15 +12,16 @@ import numpy as np
 from flax import serialization
 
 import kitae
-from kitae.base import BaseAgent, EpisodeTracker, OffPolicyAgent, OnPolicyAgent
 from kitae.checkpoint.store import FORMAT_VERSION, _json_bytes, _pack, write_checkpoint
 from kitae.config import (
     AlgoConfig,
     class_path,
     config_to_json,
 )
+from kitae.envs.vector import EpisodeTracker
 from kitae.modules.train_state import TrainState
 from kitae.schedules import off_policy_min_transitions, off_policy_update_count
+from kitae.types import Agent
 
 LOOP_FIELDS = (
     "train_cfg.progress_bar",
@@ -86,11 +87,11 @@ def _tracker_arrays(tracker: EpisodeTracker) -> dict[str, np.ndarray]:
 
 
 def _agent_snapshot(
-    agent: BaseAgent, include_buffer: bool, runner: Any = None, n_updates: int | None = None
+    agent: Agent, include_buffer: bool, runner: Any = None, n_updates: int | None = None
 ) -> _Snapshot:
-    if isinstance(agent, OffPolicyAgent):
+    if agent.algo_type == "off_policy":
         agent.flush()  # staged transitions go to the buffer now: the same data, written earlier
-    rollout_count = agent.rollout.count if isinstance(agent, OnPolicyAgent) else 0
+    rollout_count = agent.rollout.count if agent.algo_type == "on_policy" else 0
     rollout = None
     if rollout_count:
         rows = jax.tree.map(lambda x: x[:rollout_count], agent.rollout._storage)
@@ -117,7 +118,7 @@ def _agent_snapshot(
             "tracker_window": agent.tracker.recent_returns.maxlen,
             "last_info": last_info,
         },
-        buffer=agent.buffer_state if include_buffer and isinstance(agent, OffPolicyAgent) else None,
+        buffer=agent.buffer_state if include_buffer and agent.algo_type == "off_policy" else None,
     )
     pending = agent.__dict__.get("_restored_runner")
     cached = agent.__dict__.get("_compiled_cache", {}).get("runner")
@@ -163,7 +164,7 @@ def _files(snapshot: _Snapshot) -> list[tuple[str, Callable[[], bytes]]]:
 # ---- saving --------------------------------------------------------------------------------------
 
 
-def checkpoint_interval(agent: BaseAgent) -> int:
+def checkpoint_interval(agent: Agent) -> int:
     """``train_cfg.save_frequency`` of ``agent``, or 0 when saving is disabled.
 
     Raises:
@@ -181,7 +182,7 @@ def checkpoint_interval(agent: BaseAgent) -> int:
 
 
 def save_agent(
-    agent: BaseAgent,
+    agent: Agent,
     path: str | Path | None = None,
     *,
     include_buffer: bool | None = None,
@@ -224,10 +225,10 @@ def save_agent(
     return write_checkpoint(Path(path), snapshot.env_steps, _files(snapshot), keep)
 
 
-def _updates_after(agent: BaseAgent, env_steps: int) -> int:
+def _updates_after(agent: Agent, env_steps: int) -> int:
     """Update calls of a compiled run from 0 to ``env_steps`` transitions."""
     config = agent.config
-    if isinstance(agent, OffPolicyAgent):
+    if agent.algo_type == "off_policy":
         return off_policy_update_count(
             env_steps,
             config.env_cfg.n_envs,
@@ -242,7 +243,7 @@ def save_vmapped(
     run_dir: str | Path,
     runners: Any,
     seeds: Sequence[int],
-    agent: BaseAgent,
+    agent: Agent,
     *,
     include_buffer: bool | None = None,
 ) -> list[Path]:

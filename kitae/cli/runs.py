@@ -30,7 +30,7 @@ import yaml
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig
 
 if TYPE_CHECKING:
-    from kitae.base import BaseAgent
+    from kitae.agent import BaseAgent
 
 
 class Algorithm(NamedTuple):

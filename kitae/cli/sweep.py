@@ -63,7 +63,7 @@ from kitae.cli.runs import (
 )
 
 if TYPE_CHECKING:
-    from kitae.base import BaseAgent
+    from kitae.agent import BaseAgent
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint")
 _NOT_SWEPT = ("seed", "run_name", "runs_dir")

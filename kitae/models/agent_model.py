@@ -11,12 +11,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kitae.base import BaseAgent, OffPolicyAgent
+from kitae.agent import BaseAgent
 from kitae.buffer import Experience
 from kitae.config import check_int
 from kitae.models.base import BaseModel
 from kitae.models.memory import MemoryBatch
 from kitae.models.weights import tree_arrays, tree_from_arrays
+from kitae.off_policy import OffPolicyAgent
 
 ACTING = "acting/"
 """Prefix of the names of an :class:`AgentModel`'s acting keys in its saved arrays."""
@@ -225,11 +226,12 @@ class AgentModel(BaseModel):
         ``acting/``), so that a loaded model acts exactly as the saved one (IQN's quantile
         levels are sampled)."""
         agent = self.agent
+        interact_key, key_pool, key_index = agent.acting_keys
         return {
             **tree_arrays(agent.state),
-            f"{ACTING}interact_key": np.asarray(agent._interact_key),
-            f"{ACTING}key_pool": np.asarray(agent._key_pool),
-            f"{ACTING}key_index": np.asarray(agent._key_index, np.int64),
+            f"{ACTING}interact_key": np.asarray(interact_key),
+            f"{ACTING}key_pool": np.asarray(key_pool),
+            f"{ACTING}key_index": np.asarray(key_index, np.int64),
         }
 
     def load_state_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -244,9 +246,11 @@ class AgentModel(BaseModel):
         if set(acting) != {"interact_key", "key_pool", "key_index"}:
             raise ValueError(f"the arrays hold no complete acting key stream: {sorted(acting)}.")
         self.set_agent_state(tree_from_arrays(self.agent.state, arrays))
-        self.agent._interact_key = jnp.asarray(acting["interact_key"])
-        self.agent._key_pool = np.asarray(acting["key_pool"])
-        self.agent._key_index = int(acting["key_index"])
+        self.agent.acting_keys = (
+            jnp.asarray(acting["interact_key"]),
+            np.asarray(acting["key_pool"]),
+            int(acting["key_index"]),
+        )
 
     def set_agent_state(self, state: Any) -> None:
         """Replaces the agent's train state; acting then uses it (the agent's cached acting

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from kitae.config import UpdateConfig
+from kitae.modules.train_state import TrainState
 
 
 def _adam(learning_rate: float, eps: float, total_steps: int, anneal: bool):
@@ -79,3 +80,25 @@ def get_learning_rate(opt_state: Any) -> jax.Array:
         if _is_injected(node) and "learning_rate" in node.hyperparams:
             return node.hyperparams["learning_rate"]
     raise ValueError("the optimizer state has no injected learning_rate.")
+
+
+def learning_rate_metrics(state: Any) -> dict[str, float]:
+    """The base learning rate of every :class:`~kitae.modules.train_state.TrainState` in
+    ``state`` (read from its optimizer state): ``{"learning_rate": lr}`` for a single one,
+    ``{"learning_rate/<path>": lr, ...}`` for several. States without an injected learning
+    rate (or without optimizer state) are left out."""
+    is_state = lambda node: isinstance(node, TrainState)
+    found = [
+        (path, node)
+        for path, node in jax.tree_util.tree_flatten_with_path(state, is_leaf=is_state)[0]
+        if is_state(node)
+    ]
+    rates = {}
+    for path, train_state in found:
+        try:
+            rate = float(get_learning_rate(train_state.opt_state))
+        except ValueError:
+            continue
+        name = jax.tree_util.keystr(path, simple=True, separator="/") if len(found) > 1 else ""
+        rates[f"learning_rate/{name}" if name else "learning_rate"] = rate
+    return rates

@@ -38,8 +38,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from kitae.base import BaseAgent, OffPolicyAgent, OnPolicyAgent
+from kitae.agent import BaseAgent
 from kitae.buffer import Experience, ReplayBufferState, RolloutBuffer
+from kitae.off_policy import OffPolicyAgent
+from kitae.on_policy import OnPolicyAgent
 from kitae.schedules import off_policy_min_transitions
 
 

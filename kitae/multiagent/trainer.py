@@ -37,12 +37,14 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from kitae.base import BaseAgent, OnPolicyAgent, config_to_dict
+from kitae.agent import BaseAgent, config_to_dict
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, check_int
-from kitae.logger import Logger, learning_rate_metrics
+from kitae.logger import Logger
+from kitae.modules.optimizer import learning_rate_metrics
 from kitae.multiagent.groups import AgentGroup, Grouping, make_groups
 from kitae.multiagent.learners import GroupLearner, make_learner
+from kitae.on_policy import OnPolicyAgent
 
 
 class EpisodeRecorder:

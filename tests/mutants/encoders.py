@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import kitae.algos.dqn as dqn
-import kitae.base as base
+import kitae.envs.vector as vector
+import kitae.host_loop as host_loop
 import kitae.models.q_models as q_models
 import kitae.modules.encoders as encoders
 import kitae.modules.modules as modules
@@ -194,13 +195,13 @@ def _(monkeypatch):
     [T + "test_true_next_observation_replaces_the_rows_of_ended_envs_in_every_key"],
 )
 def _(monkeypatch):
-    original = base._set_observation_row
+    original = vector._set_observation_row
 
     def _set_observation_row(batch, i, obs):
         if not isinstance(batch, dict):
             original(batch, i, obs)
 
-    monkeypatch.setattr(base, "_set_observation_row", _set_observation_row)
+    monkeypatch.setattr(vector, "_set_observation_row", _set_observation_row)
 
 
 @mutant(
@@ -209,7 +210,9 @@ def _(monkeypatch):
     [T + "test_the_loop_rejects_an_env_whose_dict_keys_differ_from_the_config"],
 )
 def _(monkeypatch):
-    monkeypatch.setattr(base, "observation_shapes", lambda space: getattr(space, "shape", None))
+    monkeypatch.setattr(
+        host_loop, "observation_shapes", lambda space: getattr(space, "shape", None)
+    )
 
 
 @mutant(

@@ -8,8 +8,8 @@ import contextlib
 import jax
 import jax.numpy as jnp
 
+import kitae.agent as agent_module
 import kitae.algos.dqn as dqn
-import kitae.base as base
 import kitae.envs.jax_env as jax_env
 from kitae.buffer import PrioritizedReplayBuffer
 from mutants import mutant
@@ -141,7 +141,7 @@ def _(monkeypatch):
     ],
 )
 def _(monkeypatch):
-    monkeypatch.setattr(base, "warn_unread_update_fields", lambda *args, **kwargs: None)
+    monkeypatch.setattr(agent_module, "warn_unread_update_fields", lambda *args, **kwargs: None)
 
 
 @mutant(
@@ -150,7 +150,7 @@ def _(monkeypatch):
     ["tests/test_config.py::test_the_recording_copy_never_leaks_into_the_stored_config"],
 )
 def _(monkeypatch):
-    original = base.recording_update_reads
+    original = agent_module.recording_update_reads
 
     @contextlib.contextmanager
     def recording_update_reads(config):
@@ -159,4 +159,4 @@ def _(monkeypatch):
             recorder = config.update_cfg
         config.update_cfg = recorder
 
-    monkeypatch.setattr(base, "recording_update_reads", recording_update_reads)
+    monkeypatch.setattr(agent_module, "recording_update_reads", recording_update_reads)
