@@ -307,10 +307,11 @@ class BaseAgent(GymnasiumLoop, IAgent):
 
     @property
     def acting_keys(self) -> tuple[jax.Array, np.ndarray, int]:
-        """The interaction-key stream: ``(key, pool, index)``, the key the next pool is split
-        from, the current pool ``uint32[P, 2]`` and the index of its next unused key (see
-        :meth:`interact_keys`). Saved with the agent and set back on load, it makes acting
-        after a reload draw the keys it would have drawn."""
+        """The interaction-key stream ``(key, pool, index)``: the key the next pool is split
+        from, the current pool ``uint32[P, 2]`` (``P`` is :data:`KEY_POOL_SIZE`, 0 before the
+        first draw) and the index of its next unused key (see :meth:`interact_keys`). Saved with
+        the agent and set back on load, it makes acting after a reload draw the keys it would
+        have drawn."""
         return self._interact_key, self._key_pool, self._key_index
 
     @acting_keys.setter

@@ -11,6 +11,7 @@ import kitae.models.agent_model as agent_model
 import kitae.models.base as base
 import kitae.models.memory as memory
 import kitae.models.q_models as q_models
+from kitae.agent import BaseAgent
 from mutants import mutant
 
 T = "tests/test_models_sorrel.py::"
@@ -93,8 +94,21 @@ def _(monkeypatch):
 
     def load_state_arrays(self, arrays):
         agent = self.agent
-        saved = (agent._interact_key, agent._key_pool, agent._key_index)
+        saved = agent.acting_keys
         original(self, arrays)
-        agent._interact_key, agent._key_pool, agent._key_index = saved
+        agent.acting_keys = saved
 
     monkeypatch.setattr(agent_model.AgentModel, "load_state_arrays", load_state_arrays)
+
+
+@mutant(
+    "acting-keys-setter-keeps-the-pool-index",
+    "setting an agent's acting keys sets the key and the pool but not the index of the next key",
+    [T + "test_a_sorrel_style_script_runs_unchanged"],
+)
+def _(monkeypatch):
+    def set_acting_keys(self, keys):
+        self._interact_key, self._key_pool, _ = keys
+
+    prop = property(BaseAgent.acting_keys.fget, set_acting_keys)
+    monkeypatch.setattr(BaseAgent, "acting_keys", prop)
