@@ -6,6 +6,7 @@ their configurations so that the persistent compilation cache compiles each prog
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import selectors
@@ -56,6 +57,16 @@ def dqn_config(env, n_env_steps=200, **params) -> AlgoConfig:
 
 def corridor_env(n_envs: int = 2) -> gym.vector.VectorEnv:
     return make_vec(lambda: corridor(), n_envs)
+
+
+def replace_checkpoint_file(checkpoint: Path, name: str, data: bytes) -> None:
+    """Writes ``data`` as the checkpoint file ``name`` and records its size and SHA-256 in the
+    manifest, as a deliberate edit of the checkpoint would."""
+    (checkpoint / name).write_bytes(data)
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    meta["sha256"][name] = hashlib.sha256(data).hexdigest()
+    meta["bytes"][name] = len(data)
+    (checkpoint / "meta.json").write_text(json.dumps(meta))
 
 
 def assert_same_loop_state(a, b) -> None:
@@ -528,7 +539,10 @@ def test_another_algorithm_or_network_is_refused_naming_the_difference(dqn_run, 
     # a network that differs without a config difference is caught by the shape check
     other = DQN("other", dqn_config(env, hidden_sizes=(32,)))
     saved = other.save(tmp_path)
-    config_file = saved / "config.json"
-    config_file.write_text((run / "checkpoints" / "step_000000060" / "config.json").read_text())
-    with pytest.raises(ValueError, match=r"agent state does not fit.*kernel.*\(5, 32\).*\(5, 16\)"):
+    config = (run / "checkpoints" / "step_000000060" / "config.json").read_bytes()
+    replace_checkpoint_file(saved, "config.json", config)
+    with pytest.raises(
+        ValueError,
+        match=r"state\.msgpack: .*agent state does not fit.*kernel.*\(5, 32\).*\(5, 16\)",
+    ):
         DQN("dqn", dqn_config(env)).restore(saved)
