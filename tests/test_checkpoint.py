@@ -6,7 +6,6 @@ their configurations so that the persistent compilation cache compiles each prog
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import selectors
@@ -24,7 +23,13 @@ import numpy as np
 import pytest
 from conftest import JAX_CACHE_DIR
 from envs import Target, corridor, make_vec
-from helpers import DQN_PARAMS, DQN_UPDATE, assert_trees_equal, small_config
+from helpers import (
+    DQN_PARAMS,
+    DQN_UPDATE,
+    assert_trees_equal,
+    rewrite_checkpoint_file,
+    small_config,
+)
 
 from kitae import checkpoint
 from kitae.algos import DQN, PPO, SAC, DQNParams, PPOParams, SACParams
@@ -57,16 +62,6 @@ def dqn_config(env, n_env_steps=200, **params) -> AlgoConfig:
 
 def corridor_env(n_envs: int = 2) -> gym.vector.VectorEnv:
     return make_vec(lambda: corridor(), n_envs)
-
-
-def replace_checkpoint_file(checkpoint: Path, name: str, data: bytes) -> None:
-    """Writes ``data`` as the checkpoint file ``name`` and records its size and SHA-256 in the
-    manifest, as a deliberate edit of the checkpoint would."""
-    (checkpoint / name).write_bytes(data)
-    meta = json.loads((checkpoint / "meta.json").read_text())
-    meta["sha256"][name] = hashlib.sha256(data).hexdigest()
-    meta["bytes"][name] = len(data)
-    (checkpoint / "meta.json").write_text(json.dumps(meta))
 
 
 def assert_same_loop_state(a, b) -> None:
@@ -540,7 +535,7 @@ def test_another_algorithm_or_network_is_refused_naming_the_difference(dqn_run, 
     other = DQN("other", dqn_config(env, hidden_sizes=(32,)))
     saved = other.save(tmp_path)
     config = (run / "checkpoints" / "step_000000060" / "config.json").read_bytes()
-    replace_checkpoint_file(saved, "config.json", config)
+    rewrite_checkpoint_file(saved, "config.json", config)
     with pytest.raises(
         ValueError,
         match=r"state\.msgpack: .*agent state does not fit.*kernel.*\(5, 32\).*\(5, 16\)",

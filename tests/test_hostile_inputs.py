@@ -4,20 +4,24 @@ error naming what is wrong, before anything runs, is allocated or is written."""
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib.util
 import json
 import shutil
 import sys
 import tracemalloc
 import warnings
-from pathlib import Path
 
 import msgpack
 import numpy as np
 import pytest
 from envs import corridor, make_vec
-from helpers import DQN_PARAMS, DQN_UPDATE, assert_trees_equal, small_config
+from helpers import (
+    DQN_PARAMS,
+    DQN_UPDATE,
+    assert_trees_equal,
+    rewrite_checkpoint_file,
+    small_config,
+)
 
 from kitae import checkpoint
 from kitae.algos import DQN, PPO, DQNParams
@@ -59,16 +63,6 @@ def run_copy(two_checkpoints, tmp_path):
     return agent, copy, copy / "checkpoints" / "step_000000040", restoring
 
 
-def rewrite(checkpoint_dir: Path, name: str, data: bytes) -> None:
-    """Writes ``data`` as the file ``name`` with a matching manifest entry: a deliberate edit
-    that the integrity check cannot see, so that the checks behind it are reached."""
-    (checkpoint_dir / name).write_bytes(data)
-    meta = json.loads((checkpoint_dir / "meta.json").read_text())
-    meta["sha256"][name] = hashlib.sha256(data).hexdigest()
-    meta["bytes"][name] = len(data)
-    (checkpoint_dir / "meta.json").write_text(json.dumps(meta))
-
-
 MARKER_MODULE = "kitae_hostile_marker"
 
 
@@ -95,7 +89,7 @@ def test_a_config_naming_a_foreign_class_is_refused_without_importing_it(
     # the same through a checkpoint whose manifest was rewritten to match
     _, run, newest, _ = run_copy
     crafted["fields"]["algo_params"]["class"] = f"{MARKER_MODULE}:X"
-    rewrite(newest, "config.json", json.dumps(crafted).encode())
+    rewrite_checkpoint_file(newest, "config.json", json.dumps(crafted).encode())
     with pytest.raises(ValueError, match=r"config\.json: .*kitae_hostile_marker:X' is not a class"):
         DQN.resume(run)
     with pytest.raises(ValueError, match="not a class kitae knows"):
@@ -163,7 +157,7 @@ def test_a_crafted_array_shape_is_refused_naming_the_file_entry_and_both_shapes(
     _, run, newest, restoring = run_copy
     state = (newest / "state.msgpack").read_bytes()
     # a header declaring 149 GiB over 80 bytes of data: refused before any array is built
-    rewrite(newest, "state.msgpack", _craft_kernel(state, (100_000, 100_000, 4)))
+    rewrite_checkpoint_file(newest, "state.msgpack", _craft_kernel(state, (100_000, 100_000, 4)))
     tracemalloc.start()
     try:
         with pytest.raises(CheckpointError, match=r"state\.msgpack: the entry .*'kernel'\] "):
@@ -173,14 +167,14 @@ def test_a_crafted_array_shape_is_refused_naming_the_file_entry_and_both_shapes(
         tracemalloc.stop()
     # a consistent array of another shape: compared with the agent's before it is built
     wider = np.zeros((5, 64), np.float32).tobytes()
-    rewrite(newest, "state.msgpack", _craft_kernel(state, (5, 64), wider))
+    rewrite_checkpoint_file(newest, "state.msgpack", _craft_kernel(state, (5, 64), wider))
     with pytest.raises(
         ValueError,
         match=r"state\.msgpack: .*'kernel'\]: checkpoint \(5, 64\) float32, agent \(\d+, \d+\)",
     ):
         restoring.restore(run)
     params = (newest / "params.msgpack").read_bytes()
-    rewrite(newest, "params.msgpack", _craft_kernel(params, (5, 64), wider))
+    rewrite_checkpoint_file(newest, "params.msgpack", _craft_kernel(params, (5, 64), wider))
     with pytest.raises(ValueError, match=r"params\.msgpack: .*checkpoint \(5, 64\)"):
         DQN.load_for_inference(run)
 
