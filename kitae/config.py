@@ -542,9 +542,12 @@ def import_class(path: str, classes: Sequence[type] = ()) -> type:
 
     Raises:
         ValueError: if ``path`` names no known class.
+        TypeError: if ``classes`` holds something other than classes.
     """
     if not isinstance(path, str):
         raise ValueError(f"a class name must be a 'module:qualname' string, not {path!r}.")
+    if not all(isinstance(cls, type) for cls in classes):
+        raise TypeError(f"classes must be classes, not {list(classes)!r}.")
     given = {class_path(c): c for cls in classes for c in _related_classes(cls)}
     for table in (given, _REGISTERED):
         if path in table:

@@ -111,6 +111,8 @@ def check_manifest(meta: Any, checkpoint: Path) -> None:
     for key in _COUNTERS + (_HASHED_COUNTERS if hashed else ()):
         if not _is_count(meta.get(key)):
             problems.append(key)
+    if not isinstance(meta.get("last_info", {}), dict):
+        problems.append("last_info")
     files = meta.get("files")
     if not isinstance(files, list) or not set(REQUIRED_FILES) <= set(files) <= KNOWN_FILES:
         problems.append("files")
