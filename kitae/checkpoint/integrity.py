@@ -114,7 +114,11 @@ def check_manifest(meta: Any, checkpoint: Path) -> None:
     if not isinstance(meta.get("last_info", {}), dict):
         problems.append("last_info")
     files = meta.get("files")
-    if not isinstance(files, list) or not set(REQUIRED_FILES) <= set(files) <= KNOWN_FILES:
+    if (
+        not isinstance(files, list)
+        or not all(isinstance(f, str) for f in files)
+        or not set(REQUIRED_FILES) <= set(files) <= KNOWN_FILES
+    ):
         problems.append("files")
     elif hashed:
         listed = sorted(set(files) - {"meta.json"})
@@ -158,7 +162,7 @@ def read_verified(checkpoint: Path, name: str, meta: dict[str, Any]) -> bytes:
         raise _damaged(checkpoint, f"{path} is not listed in {checkpoint / 'meta.json'}.")
     if not path.is_file():
         raise _damaged(checkpoint, f"checkpoint file {path} is missing.")
-    if "sha256" not in meta:
+    if meta["format"] < HASHED_FORMAT:  # written before hashes: check_manifest warned
         return path.read_bytes()
     expected = meta["bytes"][name]
     size = path.stat().st_size
