@@ -18,8 +18,9 @@ import dataclasses
 import importlib
 import numbers
 import sys
+import typing
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -455,22 +456,136 @@ def class_path(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
-def import_class(path: str) -> type:
-    """The class named ``"module:qualname"`` (see :func:`class_path`).
+_REGISTERED: dict[str, type] = {}
+"""Classes registered with :func:`register_config_classes`, by :func:`class_path`."""
+
+_BUILTIN: dict[str, type] = {}
+"""kitae's own agents, their params and the config dataclasses (filled on first use)."""
+
+_UNAVAILABLE: dict[str, str] = {}
+"""Built-in agents that could not be loaded (a missing optional dependency): name -> why."""
+
+
+def _related_classes(cls: type) -> list[type]:
+    """``cls``, its ``params_type`` (for an agent class) and the dataclasses its fields are
+    annotated with, recursively."""
+    found: list[type] = []
+    pending = [cls]
+    while pending:
+        current = pending.pop()
+        if current in found:
+            continue
+        found.append(current)
+        params_type = getattr(current, "params_type", None)
+        if isinstance(params_type, type):
+            pending.append(params_type)
+        if dataclasses.is_dataclass(current):
+            try:
+                hints = typing.get_type_hints(current)
+            except Exception:  # an annotation that names what its module cannot resolve
+                hints = {}
+            for hint in hints.values():
+                pending.extend(
+                    h
+                    for h in (hint, *typing.get_args(hint))
+                    if isinstance(h, type) and dataclasses.is_dataclass(h)
+                )
+    return found
+
+
+def register_config_classes(*classes: type) -> None:
+    """Lets configs and checkpoints name ``classes`` (see :func:`import_class`): each class,
+    an agent class's ``params_type`` and the dataclasses their fields are annotated with.
 
     Raises:
-        ValueError: if the module or the class cannot be found.
+        TypeError: if one of ``classes`` is not a class.
     """
-    module_name, _, qualname = path.partition(":")
-    try:
-        obj: Any = importlib.import_module(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part)
-    except (ImportError, AttributeError) as error:
-        raise ValueError(f"cannot import the class {path!r}: {error}") from error
-    if not isinstance(obj, type):
-        raise ValueError(f"{path!r} names a {type(obj).__name__}, not a class.")
-    return obj
+    for cls in classes:
+        if not isinstance(cls, type):
+            raise TypeError(f"register_config_classes takes classes, not {cls!r}.")
+        for related in _related_classes(cls):
+            _REGISTERED[class_path(related)] = related
+
+
+_BUILTIN_SOURCES: list[Callable[[], Mapping[str, type | str]]] = []
+"""Functions listing kitae's own agent classes (see :func:`register_builtin_classes`)."""
+
+AGENTS_PACKAGE = "kitae.algos"
+"""The package that registers kitae's own agents when it is imported."""
+
+
+def register_builtin_classes(source: Callable[[], Mapping[str, type | str]]) -> None:
+    """Adds ``source`` to kitae's own classes that configs and checkpoints may name.
+
+    :mod:`kitae.algos` calls it when it is imported, so that this module never imports the
+    agents above it. ``source()`` maps each class name to the class, or to the reason it cannot
+    be loaded (an optional dependency missing), which :func:`import_class` reports.
+    """
+    _BUILTIN_SOURCES.append(source)
+    _BUILTIN.clear()
+
+
+def _builtin_classes() -> dict[str, type]:
+    """kitae's own classes that configs name: the config dataclasses of this module and the
+    agents :mod:`kitae.algos` registers, with their params (AlphaZero's when ``mctx`` is
+    installed). The package is imported if it was not yet: a fixed module of kitae's own, never
+    one named by a file."""
+    if AGENTS_PACKAGE not in sys.modules:
+        importlib.import_module(AGENTS_PACKAGE)
+    if not _BUILTIN:
+        classes = [
+            obj
+            for obj in vars(sys.modules[__name__]).values()
+            if isinstance(obj, type)
+            and dataclasses.is_dataclass(obj)
+            and obj.__module__ == __name__
+        ]
+        for source in _BUILTIN_SOURCES:
+            for name, cls in source().items():
+                if isinstance(cls, str):
+                    _UNAVAILABLE[name] = cls
+                else:
+                    classes.append(cls)
+        for cls in classes:
+            for related in _related_classes(cls):
+                _BUILTIN[class_path(related)] = related
+    return _BUILTIN
+
+
+def import_class(path: str, classes: Sequence[type] = ()) -> type:
+    """The class named ``"module:qualname"`` (see :func:`class_path`), looked up among known
+    classes only: ``classes`` (and their related classes, see :func:`register_config_classes`),
+    the registered ones and kitae's own agents, params and config dataclasses. The module named
+    is never imported, so a config or checkpoint file cannot choose code to run.
+
+    Args:
+        path: the ``"module:qualname"`` name.
+        classes: further classes to accept (e.g. a custom agent class).
+
+    Raises:
+        ValueError: if ``path`` names no known class.
+        TypeError: if ``classes`` holds something other than classes.
+    """
+    if not isinstance(path, str):
+        raise ValueError(f"a class name must be a 'module:qualname' string, not {path!r}.")
+    if not all(isinstance(cls, type) for cls in classes):
+        raise TypeError(f"classes must be classes, not {list(classes)!r}.")
+    given = {class_path(c): c for cls in classes for c in _related_classes(cls)}
+    for table in (given, _REGISTERED):
+        if path in table:
+            return table[path]
+    builtin = _builtin_classes()
+    if path in builtin:
+        return builtin[path]
+    qualname = path.partition(":")[2]
+    if path.startswith("kitae.algos.") and qualname in _UNAVAILABLE:
+        raise ValueError(f"{path!r} cannot be loaded: {_UNAVAILABLE[qualname]}")
+    raise ValueError(
+        f"{path!r} is not a class kitae knows: configs and checkpoints may name kitae's own "
+        "agents and config dataclasses, classes given to restore (e.g. MyAgent.resume(run), "
+        "read_config(path, classes=[MyParams])) and classes registered with "
+        "kitae.checkpoint.register_agent_class; modules named in a file are never imported."
+    )
 
 
 def _array_to_json(x: Any) -> dict[str, Any]:
@@ -484,11 +599,60 @@ def _array_to_json(x: Any) -> dict[str, Any]:
     return out
 
 
-def _array_from_json(data: dict[str, Any]) -> np.ndarray:
-    dtype, shape = np.dtype(data["dtype"]), tuple(data["shape"])
+MAX_CONFIG_ARRAY_SIZE = 2**27
+"""Most elements an array of a config's JSON form may declare (a space's bounds are arrays):
+a larger shape read from a file is refused before anything is allocated."""
+
+_PLAIN_DTYPES = frozenset(
+    np.dtype(t).name
+    for t in (bool, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32)
+    + (np.uint64, np.float16, np.float32, np.float64, np.complex64, np.complex128)
+)
+"""The dtypes arrays and scalars of a config or checkpoint file may declare."""
+
+
+def _json_dtype(data: dict[str, Any], path: str) -> np.dtype:
+    """The dtype a JSON object declares, refused unless it is a plain numeric or bool dtype."""
+    name = data.get("dtype")
+    if name not in _PLAIN_DTYPES:
+        raise ValueError(
+            f"config field {path or 'config'} declares the dtype {name!r}: a config file may "
+            f"only hold {', '.join(sorted(_PLAIN_DTYPES))}."
+        )
+    return np.dtype(name)
+
+
+def _json_shape(data: dict[str, Any], path: str) -> tuple[int, ...]:
+    """The shape a JSON object declares, checked to be non-negative integers of at most
+    :data:`MAX_CONFIG_ARRAY_SIZE` elements."""
+    shape = data.get("shape")
+    if not isinstance(shape, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape
+    ):
+        raise ValueError(
+            f"config field {path or 'config'} declares the shape {shape!r}: expected a list of "
+            "non-negative integers."
+        )
+    if int(np.prod(shape, dtype=object)) > MAX_CONFIG_ARRAY_SIZE:
+        raise ValueError(
+            f"config field {path or 'config'} declares the shape {tuple(shape)}, more than the "
+            f"{MAX_CONFIG_ARRAY_SIZE} elements a config array may hold: the file is damaged or "
+            "crafted."
+        )
+    return tuple(shape)
+
+
+def _array_from_json(data: dict[str, Any], path: str = "") -> np.ndarray:
+    dtype, shape = _json_dtype(data, path), _json_shape(data, path)
     if "fill" in data:
         return np.full(shape, data["fill"], dtype)
-    return np.asarray(data["data"], dtype).reshape(shape)
+    values = data.get("data")
+    if not isinstance(values, list) or len(values) != int(np.prod(shape, dtype=object)):
+        raise ValueError(
+            f"config field {path or 'config'} declares the shape {shape} but does not hold "
+            "that many values: the file is damaged or crafted."
+        )
+    return np.asarray(values, dtype).reshape(shape)
 
 
 def _space_to_json(space: gym.Space) -> dict[str, Any] | None:
@@ -524,28 +688,33 @@ def _space_to_json(space: gym.Space) -> dict[str, Any] | None:
     return None
 
 
-def _space_from_json(kind: str, data: dict[str, Any], path: str) -> gym.Space:
+def _space_from_json(
+    kind: str, data: dict[str, Any], path: str, classes: Sequence[type] = ()
+) -> gym.Space:
     spaces = gym.spaces
     if kind == "Box":
         return spaces.Box(
-            _array_from_json(data["low"]),
-            _array_from_json(data["high"]),
-            tuple(data["shape"]),
-            np.dtype(data["dtype"]),
+            _array_from_json(data["low"], f"{path}.low"),
+            _array_from_json(data["high"], f"{path}.high"),
+            _json_shape(data, path),
+            _json_dtype(data, path),
         )
     if kind == "Discrete":
-        return spaces.Discrete(data["n"], start=data["start"], dtype=np.dtype(data["dtype"]))
+        return spaces.Discrete(data["n"], start=data["start"], dtype=_json_dtype(data, path))
     if kind == "MultiDiscrete":
         return spaces.MultiDiscrete(
-            _array_from_json(data["nvec"]),
-            dtype=np.dtype(data["dtype"]),
-            start=_array_from_json(data["start"]),
+            _array_from_json(data["nvec"], f"{path}.nvec"),
+            dtype=_json_dtype(data, path),
+            start=_array_from_json(data["start"], f"{path}.start"),
         )
     if kind == "MultiBinary":
+        _json_shape({"shape": np.atleast_1d(data["n"]).tolist()}, path)
         return spaces.MultiBinary(data["n"])
     if kind == "Tuple":
-        return spaces.Tuple([_from_json(s, f"{path}[{i}]") for i, s in enumerate(data["spaces"])])
-    return spaces.Dict({k: _from_json(s, f"{path}.{k}") for k, s in data["spaces"]})
+        return spaces.Tuple(
+            [_from_json(s, f"{path}[{i}]", classes) for i, s in enumerate(data["spaces"])]
+        )
+    return spaces.Dict({k: _from_json(s, f"{path}.{k}", classes) for k, s in data["spaces"]})
 
 
 def _to_json(obj: Any) -> Any:
@@ -573,16 +742,16 @@ def _to_json(obj: Any) -> Any:
     return {_TAG: "repr", "class": class_path(type(obj)), "repr": repr(obj)}
 
 
-def _from_json(data: Any, path: str) -> Any:
+def _from_json(data: Any, path: str, classes: Sequence[type] = ()) -> Any:
     if isinstance(data, list):
-        return [_from_json(x, f"{path}[{i}]") for i, x in enumerate(data)]
+        return [_from_json(x, f"{path}[{i}]", classes) for i, x in enumerate(data)]
     if not isinstance(data, dict):
         return data
     kind = data.get(_TAG)
     if kind is None:
-        return {k: _from_json(v, f"{path}.{k}" if path else k) for k, v in data.items()}
+        return {k: _from_json(v, f"{path}.{k}" if path else k, classes) for k, v in data.items()}
     if kind == "dataclass":
-        cls = import_class(data["class"])
+        cls = import_class(data["class"], classes)
         if not dataclasses.is_dataclass(cls):
             raise ValueError(f"{path or 'config'}: {data['class']} is not a dataclass.")
         names = {f.name for f in dataclasses.fields(cls) if f.init}
@@ -593,18 +762,24 @@ def _from_json(data: Any, path: str) -> Any:
                 "class no longer defines."
             )
         return cls(
-            **{k: _from_json(v, f"{path}.{k}" if path else k) for k, v in data["fields"].items()}
+            **{
+                k: _from_json(v, f"{path}.{k}" if path else k, classes)
+                for k, v in data["fields"].items()
+            }
         )
     if kind == "tuple":
-        return tuple(_from_json(x, f"{path}[{i}]") for i, x in enumerate(data["items"]))
+        return tuple(_from_json(x, f"{path}[{i}]", classes) for i, x in enumerate(data["items"]))
     if kind == "dict":
-        return {_from_json(k, path): _from_json(v, f"{path}[{k!r}]") for k, v in data["items"]}
+        return {
+            _from_json(k, path, classes): _from_json(v, f"{path}[{k!r}]", classes)
+            for k, v in data["items"]
+        }
     if kind == "scalar":
-        return np.dtype(data["dtype"]).type(data["value"])
+        return _json_dtype(data, path).type(data["value"])
     if kind == "ndarray":
-        return _array_from_json(data)
+        return _array_from_json(data, path)
     if kind in ("Box", "Discrete", "MultiDiscrete", "MultiBinary", "Tuple", "Dict"):
-        return _space_from_json(kind, data, path)
+        return _space_from_json(kind, data, path, classes)
     if kind == "repr":
         raise ValueError(
             f"config field {path} was saved as the text {data['repr']!r} (a {data['class']}, "
@@ -631,11 +806,14 @@ def config_to_json(config: AlgoConfig) -> dict[str, Any]:
     return _to_json(config)
 
 
-def config_from_json(data: dict[str, Any]) -> AlgoConfig:
-    """Rebuilds the config written by :func:`config_to_json` (classes are imported by name).
+def config_from_json(data: dict[str, Any], classes: Sequence[type] = ()) -> AlgoConfig:
+    """Rebuilds the config written by :func:`config_to_json`; the classes it names are looked
+    up with :func:`import_class` (never imported by name).
 
     Args:
         data: the JSON form.
+        classes: classes it may name beside kitae's own and the registered ones (e.g. a custom
+            agent class: its ``params_type`` is accepted with it).
 
     Returns:
         The config.
@@ -644,7 +822,7 @@ def config_from_json(data: dict[str, Any]) -> AlgoConfig:
         ValueError: if a class cannot be imported, a field no longer exists, or a value was
             stored as text only.
     """
-    config = _from_json(data, "")
+    config = _from_json(data, "", classes)
     if not isinstance(config, AlgoConfig):
         raise ValueError(f"the saved config is a {type(config).__name__}, not an AlgoConfig.")
     return config

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -71,3 +74,14 @@ DQN_UPDATE = {
     "batch_size": 8,
     "n_epochs": 2,
 }
+
+
+def rewrite_checkpoint_file(checkpoint: Path, name: str, data: bytes) -> None:
+    """Writes ``data`` as the file ``name`` of a checkpoint directory and records its size and
+    SHA-256 in the manifest, as a deliberate edit of the checkpoint would (the integrity check
+    passes, the checks behind it are reached)."""
+    (checkpoint / name).write_bytes(data)
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    meta["sha256"][name] = hashlib.sha256(data).hexdigest()
+    meta["bytes"][name] = len(data)
+    (checkpoint / "meta.json").write_text(json.dumps(meta))

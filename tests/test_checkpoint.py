@@ -23,7 +23,13 @@ import numpy as np
 import pytest
 from conftest import JAX_CACHE_DIR
 from envs import Target, corridor, make_vec
-from helpers import DQN_PARAMS, DQN_UPDATE, assert_trees_equal, small_config
+from helpers import (
+    DQN_PARAMS,
+    DQN_UPDATE,
+    assert_trees_equal,
+    rewrite_checkpoint_file,
+    small_config,
+)
 
 from kitae import checkpoint
 from kitae.algos import DQN, PPO, SAC, DQNParams, PPOParams, SACParams
@@ -528,7 +534,10 @@ def test_another_algorithm_or_network_is_refused_naming_the_difference(dqn_run, 
     # a network that differs without a config difference is caught by the shape check
     other = DQN("other", dqn_config(env, hidden_sizes=(32,)))
     saved = other.save(tmp_path)
-    config_file = saved / "config.json"
-    config_file.write_text((run / "checkpoints" / "step_000000060" / "config.json").read_text())
-    with pytest.raises(ValueError, match=r"agent state does not fit.*kernel.*\(5, 32\).*\(5, 16\)"):
+    config = (run / "checkpoints" / "step_000000060" / "config.json").read_bytes()
+    rewrite_checkpoint_file(saved, "config.json", config)
+    with pytest.raises(
+        ValueError,
+        match=r"state\.msgpack: .*agent state does not fit.*kernel.*\(5, 32\).*\(5, 16\)",
+    ):
         DQN("dqn", dqn_config(env)).restore(saved)

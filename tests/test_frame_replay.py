@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_trees_equal
+from helpers import assert_trees_equal, rewrite_checkpoint_file
 
 from kitae.algos.dqn import DQN, DQNParams
 from kitae.base import true_next_observation
@@ -719,7 +719,7 @@ def test_checkpoints_written_before_the_frame_stack_fields_still_restore(tmp_pat
     saved = json.loads((path / "config.json").read_text())
     for name in ("frame_stack_replay", "frame_stack_axis"):  # as an older kitae wrote it
         del saved["fields"]["update_cfg"]["fields"][name]
-    (path / "config.json").write_text(json.dumps(saved))
+    rewrite_checkpoint_file(path, "config.json", json.dumps(saved).encode())
     restored = DQN("frames", dqn_config(make_vec([3, 4], image=True)))
     restored.restore(tmp_path)  # the new fields hold their defaults: no difference
     assert_trees_equal(restored.buffer_state, agent.buffer_state)

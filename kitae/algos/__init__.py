@@ -4,6 +4,7 @@
 (``pip install 'kitae[planning]'``).
 """
 
+import sys
 from typing import Any
 
 from kitae.algos.c51 import C51, C51Params
@@ -15,6 +16,7 @@ from kitae.algos.qrdqn import QRDQN, QRDQNParams
 from kitae.algos.r2d2 import R2D2, R2D2Params
 from kitae.algos.sac import SAC, SACParams
 from kitae.algos.td3 import DDPG, TD3, DDPGParams, TD3Params
+from kitae.config import register_builtin_classes
 
 __all__ = [
     "DQN",
@@ -49,3 +51,17 @@ def __getattr__(name: str) -> Any:
 
         return getattr(alphazero, name)
     raise AttributeError(f"module 'kitae.algos' has no attribute {name!r}")
+
+
+def _agent_classes() -> dict[str, type | str]:
+    """Every name of :data:`__all__` with its class, or why it cannot be loaded."""
+    found: dict[str, type | str] = {}
+    for name in __all__:
+        try:
+            found[name] = getattr(sys.modules[__name__], name)
+        except ImportError as error:  # an optional dependency (mctx for AlphaZero)
+            found[name] = str(error)
+    return found
+
+
+register_builtin_classes(_agent_classes)

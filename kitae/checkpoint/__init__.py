@@ -12,7 +12,8 @@ Layout of a run directory (``<run_dir>/<run_name>`` of an agent built with ``run
                                                      wandb/, eval.* per train_cfg.loggers)
     <run>/checkpoints/latest                         name of the newest complete checkpoint
     <run>/checkpoints/step_000012000/                one checkpoint, named by its env_steps
-        meta.json              format version, agent class, run name, counters
+        meta.json              the manifest: format version, agent class, run name, counters,
+                               and every other file with its size and SHA-256
         config.json            the resolved config (kitae.config.config_to_json)
         params.msgpack         the params of every TrainState: all that acting needs
         state.msgpack          the agent state: params, target params, optimizer states, steps
@@ -28,9 +29,20 @@ disk), renamed to ``step_<n>/``, then ``latest`` is replaced by an atomic rename
 save leaves the previous checkpoints complete and loadable; its ``.tmp`` directory is ignored and
 removed by the next save.
 
-Modules: :mod:`kitae.checkpoint.store` (the format on disk, atomic writes, finding and reading
-checkpoints), :mod:`kitae.checkpoint.saving` (what a checkpoint of an agent or of a vmapped
-compiled run holds) and :mod:`kitae.checkpoint.restoring` (restoring, resuming, inference).
+Integrity: every file is verified against the manifest when read (written last, the manifest
+holds the SHA-256 of the bytes written); a missing, truncated or modified file is a
+:class:`CheckpointError` naming the file and the previous checkpoint to resume from instead. A
+checkpoint written before hashes existed (format 1) loads with a warning. Every array's declared
+shape and dtype are compared with the agent's before the array is built. The classes a
+checkpoint's config names are looked up among kitae's own, those of the agent class restoring
+it and those registered with :func:`register_agent_class`; no module named in a file is
+imported.
+
+Modules: :mod:`kitae.checkpoint.integrity` (the manifest, verified reading, msgpack arrays
+checked before they are built), :mod:`kitae.checkpoint.store` (the format on disk, atomic
+writes, finding and reading checkpoints), :mod:`kitae.checkpoint.saving` (what a checkpoint of
+an agent or of a vmapped compiled run holds) and :mod:`kitae.checkpoint.restoring` (restoring,
+resuming, inference).
 
 A checkpoint restores into an agent whose config equals the saved one, except for the loop's
 settings (:data:`LOOP_FIELDS`) and for config fields added to kitae after the checkpoint was
@@ -42,8 +54,10 @@ bit-identically. A gymnasium env cannot be saved: a resumed gymnasium run contin
 with ``config.seed``, and drops an unfinished on-policy rollout (a rollout never spans two envs).
 """
 
+from kitae.checkpoint.integrity import CheckpointError
 from kitae.checkpoint.restoring import (
     load_for_inference,
+    register_agent_class,
     restore_agent,
     restore_runner,
     resume_agent,
@@ -65,6 +79,7 @@ from kitae.checkpoint.store import (
 )
 
 __all__ = [
+    "CheckpointError",
     "FORMAT_VERSION",
     "LOOP_FIELDS",
     "checkpoint_interval",
@@ -74,6 +89,7 @@ __all__ = [
     "params_of",
     "read_config",
     "read_meta",
+    "register_agent_class",
     "restore_agent",
     "restore_runner",
     "resume_agent",

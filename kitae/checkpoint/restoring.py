@@ -13,17 +13,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from kitae.checkpoint.integrity import read_verified
 from kitae.checkpoint.saving import LOOP_FIELDS, _is_train_state, params_of
 from kitae.checkpoint.store import (
     _check_leaves,
-    _read_json,
+    _read_tree,
     _replace_file,
     _restore_tree,
     _to_device,
     _unpack,
     find_checkpoint,
-    load_params,
     read_config,
+    read_json,
     read_meta,
 )
 from kitae.config import (
@@ -31,11 +32,31 @@ from kitae.config import (
     class_path,
     config_differences,
     config_to_json,
+    register_config_classes,
 )
 from kitae.envs.vector import EpisodeTracker
 from kitae.logger import Logger
 from kitae.normalization import normalization_of
 from kitae.types import Agent
+
+
+def register_agent_class(cls: type) -> type:
+    """Lets checkpoints name the custom agent class ``cls``, its ``params_type`` and the
+    dataclasses their fields are annotated with, wherever they are restored in this process
+    (:func:`~kitae.checkpoint.read_config` without ``classes=``, the command line). Restoring
+    through ``cls.resume`` or ``cls.load_for_inference`` needs no registration. Usable as a
+    class decorator.
+
+    Returns:
+        ``cls``.
+
+    Raises:
+        TypeError: if ``cls`` is not an agent class.
+    """
+    if not (isinstance(cls, type) and hasattr(cls, "params_type") and hasattr(cls, "resume")):
+        raise TypeError(f"register_agent_class takes an agent class, not {cls!r}.")
+    register_config_classes(cls)
+    return cls
 
 
 def _check_agent_class(cls: type, meta: dict[str, Any], checkpoint: Path) -> None:
@@ -71,8 +92,8 @@ def _added_at_default(saved: dict[str, Any], config: AlgoConfig, name: str) -> b
     return bool(getattr(obj, leaf) == default)
 
 
-def _check_config(config: AlgoConfig, checkpoint: Path) -> None:
-    saved = _read_json(checkpoint / "config.json")
+def _check_config(config: AlgoConfig, checkpoint: Path, meta: dict[str, Any]) -> None:
+    saved = read_json(checkpoint, "config.json", meta)
     differences = [
         d
         for d in config_differences(saved, config_to_json(config))
@@ -82,20 +103,23 @@ def _check_config(config: AlgoConfig, checkpoint: Path) -> None:
         listed = "; ".join(f"{name}: checkpoint {a}, agent {b}" for name, a, b in differences[:5])
         more = f" (and {len(differences) - 5} more)" if len(differences) > 5 else ""
         raise ValueError(
-            f"{checkpoint} was written with another config: {listed}{more}. Rebuild the agent "
-            "from the checkpoint with Agent.resume(run_dir)."
+            f"{checkpoint / 'config.json'}: the checkpoint was written with another config: "
+            f"{listed}{more}. Rebuild the agent from the checkpoint with Agent.resume(run_dir)."
         )
 
 
 # ---- restoring -----------------------------------------------------------------------------------
 
 
-def _restore_buffer(agent: Agent, raw: dict[str, Any]) -> Any:
-    """The replay buffer state saved in ``raw``, checked against the agent's buffer (the kind of
-    buffer, its fields, shapes and dtypes)."""
-    example = agent.replay_buffer.saved_example(raw, agent.experience_type)
+def _restore_buffer(agent: Agent, raw: dict[str, Any], file: Path) -> Any:
+    """The replay buffer state saved in ``raw`` (read from ``file``), checked against the
+    agent's buffer (the kind of buffer, its fields, capacity, shapes and dtypes)."""
+    try:
+        example = agent.replay_buffer.saved_example(raw, agent.experience_type)
+    except ValueError as error:
+        raise ValueError(f"{file}: {error}") from error
     template = jax.eval_shape(agent.replay_buffer.init, example)
-    return _to_device(_restore_tree(template, raw, "replay buffer"))
+    return _to_device(_restore_tree(template, raw, "replay buffer", file))
 
 
 def _restore_tracker(agent: Agent, arrays: dict[str, Any], window: int | None) -> EpisodeTracker:
@@ -138,11 +162,23 @@ def _restore_rollout(agent: Agent, loop: dict[str, Any], count: int) -> Any:
     """The unfinished rollout's ``count`` rows (leaves ``[count, N, ...]``), or ``None``."""
     if not count:
         return None
-    rows = loop["rollout"]
-    if set(rows) != set(agent.experience_type._fields):
+    if count >= agent.rollout.n_steps:
         raise ValueError(
-            f"the checkpoint's rollout stores the fields {sorted(rows)}; this agent stores "
+            f"the checkpoint's unfinished rollout has {count} steps; this agent's rollouts "
+            f"have {agent.rollout.n_steps}."
+        )
+    rows = loop["rollout"]
+    if not isinstance(rows, dict) or set(rows) != set(agent.experience_type._fields):
+        kept = sorted(rows) if isinstance(rows, dict) else rows
+        raise ValueError(
+            f"the checkpoint's rollout stores the fields {kept}; this agent stores "
             f"{sorted(agent.experience_type._fields)}."
+        )
+    lengths = {len(x) for x in jax.tree.leaves(rows) if np.ndim(x)}
+    if lengths != {count}:
+        raise ValueError(
+            f"the checkpoint's rollout rows have lengths {sorted(lengths)}; its manifest says "
+            f"{count}."
         )
     return agent.experience_type(**rows)
 
@@ -171,25 +207,36 @@ def restore_agent(agent: Agent, path: str | Path) -> Path:
     checkpoint = find_checkpoint(path)
     meta = read_meta(checkpoint)
     _check_agent_class(type(agent), meta, checkpoint)
-    _check_config(agent.config, checkpoint)
-    state = _restore_tree(agent.state, _unpack(checkpoint, "state.msgpack"), "agent state")
-    loop = _unpack(checkpoint, "loop.msgpack")
+    _check_config(agent.config, checkpoint, meta)
+    read_verified(checkpoint, "params.msgpack", meta)  # not needed here, but verified
+    state_file = checkpoint / "state.msgpack"
+    state = _restore_tree(
+        agent.state, _unpack(checkpoint, state_file.name, meta), "agent state", state_file
+    )
+    loop = _read_tree(checkpoint, "loop.msgpack", meta)
     files = set(meta["files"])
     buffer = None
     if agent.algo_type == "off_policy" and "buffer.msgpack" in files:
-        buffer = _restore_buffer(agent, _unpack(checkpoint, "buffer.msgpack"))
+        raw = _read_tree(checkpoint, "buffer.msgpack", meta)
+        buffer = _restore_buffer(agent, raw, checkpoint / "buffer.msgpack")
     pending = None
     if "runner.msgpack" in files:
         pending = {
-            "runner": _unpack(checkpoint, "runner.msgpack"),
-            "buffer": _unpack(checkpoint, "runner_buffer.msgpack")
+            "runner": _read_tree(checkpoint, "runner.msgpack", meta),
+            "buffer": _read_tree(checkpoint, "runner_buffer.msgpack", meta)
             if "runner_buffer.msgpack" in files
             else None,
         }
-    interact_key, update_key, key_pool = _restore_keys(agent, loop)
-    tracker = _restore_tracker(agent, loop["tracker"], meta.get("tracker_window"))
-    count = int(meta.get("rollout_count", 0))
-    rollout = _restore_rollout(agent, loop, count) if agent.algo_type == "on_policy" else None
+    try:
+        interact_key, update_key, key_pool = _restore_keys(agent, loop)
+        window = meta.get("tracker_window")
+        tracker = _restore_tracker(agent, loop["tracker"], window)
+        count = int(meta.get("rollout_count", 0))
+        on_policy = agent.algo_type == "on_policy"
+        rollout = _restore_rollout(agent, loop, count) if on_policy else None
+    except (ValueError, KeyError, TypeError) as error:
+        what = f"entry {error}" if isinstance(error, KeyError) else str(error)
+        raise ValueError(f"{checkpoint / 'loop.msgpack'}: {what}") from error
     # Everything is read and checked: the agent changes only now.
     agent.state = _to_device(state)
     agent._interact_key, agent._update_key, agent._key_pool = interact_key, update_key, key_pool
@@ -316,7 +363,7 @@ def resume_agent(agent_cls: type, run_dir: str | Path, **kwargs: Any) -> Agent:
     checkpoint = find_checkpoint(run_dir)
     meta = read_meta(checkpoint)
     _check_agent_class(agent_cls, meta, checkpoint)
-    agent = agent_cls(meta["run_name"], read_config(checkpoint), **kwargs)
+    agent = agent_cls(meta["run_name"], read_config(checkpoint, (agent_cls,)), **kwargs)
     run_directory = checkpoint.parent.parent
     _truncate_logs(run_directory, int(meta["env_steps"]))
     agent.logger = Logger(run_directory, resume=True, backends=agent.config.train_cfg.loggers)
@@ -347,14 +394,23 @@ def load_for_inference(agent_cls: type, path: str | Path, **kwargs: Any) -> Agen
     checkpoint = find_checkpoint(path)
     meta = read_meta(checkpoint)
     _check_agent_class(agent_cls, meta, checkpoint)
-    agent = agent_cls(meta["run_name"], read_config(checkpoint), **kwargs)
-    params = _restore_tree(params_of(agent.state), load_params(checkpoint), "parameters")
+    agent = agent_cls(meta["run_name"], read_config(checkpoint, (agent_cls,)), **kwargs)
+    params_file = checkpoint / "params.msgpack"
+    params = _restore_tree(
+        params_of(agent.state),
+        _unpack(checkpoint, params_file.name, meta),
+        "parameters",
+        params_file,
+    )
     agent.state = jax.tree.map(
         lambda s, p: s.replace(params=_to_device(p)), agent.state, params, is_leaf=_is_train_state
     )
     if any(normalization_of(s) is not None for s in _train_states(agent.state)):
         # Acting also reads the observation statistics: take them from the full state.
-        saved = _restore_tree(agent.state, _unpack(checkpoint, "state.msgpack"), "agent state")
+        state_file = checkpoint / "state.msgpack"
+        saved = _restore_tree(
+            agent.state, _unpack(checkpoint, state_file.name, meta), "agent state", state_file
+        )
         agent.state = jax.tree.map(
             lambda s, r: (
                 s

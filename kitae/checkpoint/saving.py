@@ -132,8 +132,11 @@ def _agent_snapshot(
     return snapshot
 
 
-def _files(snapshot: _Snapshot) -> list[tuple[str, Callable[[], bytes]]]:
-    """``(name, produce bytes)`` in writing order; the metadata comes last."""
+def _files(
+    snapshot: _Snapshot,
+) -> tuple[list[tuple[str, Callable[[], bytes]]], dict[str, Any]]:
+    """``(name, produce bytes)`` in writing order, and the manifest's entries (the store adds
+    the list of files with their sizes and SHA-256)."""
     files: list[tuple[str, Callable[[], bytes]]] = [
         ("config.json", lambda: _json_bytes(config_to_json(snapshot.config))),
         ("params.msgpack", lambda: _pack(params_of(snapshot.state))),
@@ -146,7 +149,6 @@ def _files(snapshot: _Snapshot) -> list[tuple[str, Callable[[], bytes]]]:
         files.append(("runner.msgpack", lambda: _pack(snapshot.runner)))
         if snapshot.runner_buffer is not None:
             files.append(("runner_buffer.msgpack", lambda: _pack(snapshot.runner_buffer)))
-    names = [name for name, _ in files] + ["meta.json"]
     meta = {
         "format": FORMAT_VERSION,
         "kitae_version": kitae.__version__,
@@ -155,10 +157,8 @@ def _files(snapshot: _Snapshot) -> list[tuple[str, Callable[[], bytes]]]:
         "env_steps": snapshot.env_steps,
         "n_updates": snapshot.n_updates,
         **snapshot.counters,
-        "files": names,
     }
-    files.append(("meta.json", lambda: _json_bytes(meta)))
-    return files
+    return files, meta
 
 
 # ---- saving --------------------------------------------------------------------------------------
@@ -222,7 +222,7 @@ def save_agent(
     snapshot = _agent_snapshot(agent, bool(include_buffer), runner, n_updates)
     agent.logger.flush()
     keep = cfg.keep_checkpoints if keep is None else keep
-    return write_checkpoint(Path(path), snapshot.env_steps, _files(snapshot), keep)
+    return write_checkpoint(Path(path), snapshot.env_steps, *_files(snapshot), keep)
 
 
 def _updates_after(agent: Agent, env_steps: int) -> int:
@@ -319,6 +319,6 @@ def save_vmapped(
         )
         snapshot.runner, snapshot.runner_buffer = _runner_payload(runner, bool(include_buffer))
         paths.append(
-            write_checkpoint(Path(run_dir) / f"seed_{seed}", env_steps, _files(snapshot), None)
+            write_checkpoint(Path(run_dir) / f"seed_{seed}", env_steps, *_files(snapshot), None)
         )
     return paths

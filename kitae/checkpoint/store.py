@@ -1,5 +1,6 @@
-"""The checkpoint format on disk: atomic checkpoint directories of msgpack and JSON files,
-finding them and reading them back (nothing is unpickled). Agent-independent."""
+"""The checkpoint format on disk: atomic checkpoint directories of msgpack and JSON files with
+a manifest of their SHA-256, finding them and reading them back verified (nothing is unpickled,
+no array is allocated from a shape read before it is checked). Agent-independent."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,23 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization
 
+from kitae.checkpoint.integrity import (
+    CheckpointError,
+    DeclaredArray,
+    build,
+    check_manifest,
+    decode,
+    read_verified,
+    sha256,
+)
 from kitae.config import (
     AlgoConfig,
     config_from_json,
 )
 
-FORMAT_VERSION = 1
-"""Version of the checkpoint layout written by this module."""
+FORMAT_VERSION = 2
+"""Version of the checkpoint layout written by this module (2: the manifest holds each file's
+size and SHA-256)."""
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 _STALE_DIR = re.compile(r"^(step_\d+)\.(tmp|old)-")
@@ -79,9 +90,14 @@ def _step_dirs(root: Path) -> list[tuple[int, Path]]:
 
 
 def write_checkpoint(
-    run_dir: Path, env_steps: int, files: list[tuple[str, Callable[[], bytes]]], keep: int | None
+    run_dir: Path,
+    env_steps: int,
+    files: list[tuple[str, Callable[[], bytes]]],
+    meta: dict[str, Any],
+    keep: int | None,
 ) -> Path:
-    """Writes ``files`` (``(name, produce bytes)``, in order) as the checkpoint
+    """Writes ``files`` (``(name, produce bytes)``, in order) and last the manifest
+    ``meta.json`` (``meta`` with the list of files, their sizes and SHA-256) as the checkpoint
     ``<run_dir>/checkpoints/step_<env_steps>/``, atomically, then points ``latest`` at it and
     keeps the ``keep`` newest checkpoints (all with ``None``).
 
@@ -99,11 +115,24 @@ def write_checkpoint(
     name = f"step_{env_steps:09d}"
     tmp = root / f"{name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    digests: dict[str, str] = {}
+    sizes: dict[str, int] = {}
     try:
         for file_name, produce in files:
-            _write_file(tmp / file_name, produce())
+            data = produce()
+            digests[file_name], sizes[file_name] = sha256(data), len(data)
+            _write_file(tmp / file_name, data)
             if after_file_written is not None:
                 after_file_written(file_name)
+        manifest = {
+            **meta,
+            "files": [file_name for file_name, _ in files] + ["meta.json"],
+            "sha256": digests,
+            "bytes": sizes,
+        }
+        _write_file(tmp / "meta.json", _json_bytes(manifest))
+        if after_file_written is not None:
+            after_file_written("meta.json")
         _fsync_dir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -158,38 +187,75 @@ def find_checkpoint(path: str | Path) -> Path:
     )
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file {path} is missing.")
-    return json.loads(path.read_text())
+def _parse_json(data: bytes, path: Path) -> Any:
+    try:
+        return json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(
+            f"checkpoint file {path} is not valid JSON ({error}): the checkpoint is damaged."
+        ) from error
 
 
 def read_meta(checkpoint: str | Path) -> dict[str, Any]:
-    """The metadata of a checkpoint (``meta.json``): agent class, run name, counters.
+    """The manifest of a checkpoint (``meta.json``): agent class, run name, counters, files
+    with their sizes and SHA-256, checked to hold all of them.
+
+    Warns:
+        UserWarning: for a checkpoint written before the manifest held hashes (format 1): its
+            files load unverified.
 
     Raises:
         FileNotFoundError: if there is no checkpoint at ``checkpoint``.
+        CheckpointError: if the manifest lacks an entry or is not JSON.
         ValueError: if it was written in a newer format.
     """
-    meta = _read_json(find_checkpoint(checkpoint) / "meta.json")
-    if meta.get("format", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"{checkpoint} has checkpoint format {meta['format']}; this kitae reads up to "
-            f"{FORMAT_VERSION}: upgrade kitae."
-        )
+    directory = find_checkpoint(checkpoint)
+    meta = _parse_json((directory / "meta.json").read_bytes(), directory / "meta.json")
+    if isinstance(meta, dict) and isinstance(meta.get("format"), int):
+        if meta["format"] > FORMAT_VERSION:
+            raise ValueError(
+                f"{checkpoint} has checkpoint format {meta['format']}; this kitae reads up to "
+                f"{FORMAT_VERSION}: upgrade kitae."
+            )
+    check_manifest(meta, directory)
     return meta
 
 
-def read_config(checkpoint: str | Path) -> AlgoConfig:
-    """The config a checkpoint was written with (see :func:`kitae.config.config_from_json`)."""
-    return config_from_json(_read_json(find_checkpoint(checkpoint) / "config.json"))
+def read_json(checkpoint: Path, name: str, meta: dict[str, Any]) -> Any:
+    """The JSON file ``name`` of a checkpoint, verified against its manifest ``meta``."""
+    return _parse_json(read_verified(checkpoint, name, meta), checkpoint / name)
 
 
-def _unpack(checkpoint: Path, name: str) -> Any:
-    path = checkpoint / name
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint file {path} is missing.")
-    return serialization.msgpack_restore(path.read_bytes())
+def read_config(checkpoint: str | Path, classes: Sequence[type] = ()) -> AlgoConfig:
+    """The config a checkpoint was written with (see :func:`kitae.config.config_from_json`).
+
+    Args:
+        checkpoint: a run directory (its latest checkpoint) or a checkpoint directory.
+        classes: classes the config may name beside kitae's own and the registered ones (a
+            custom agent class brings its ``params_type``).
+
+    Raises:
+        CheckpointError: if ``config.json`` is missing or damaged.
+        ValueError: if it names a class that is not known, or cannot be rebuilt.
+    """
+    directory = find_checkpoint(checkpoint)
+    data = read_json(directory, "config.json", read_meta(directory))
+    try:
+        return config_from_json(data, classes)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise ValueError(f"{directory / 'config.json'}: {error}") from error
+
+
+def _unpack(checkpoint: Path, name: str, meta: dict[str, Any]) -> Any:
+    """The msgpack file ``name`` of a checkpoint, verified, with its arrays declared but not
+    built (:class:`~kitae.checkpoint.integrity.DeclaredArray` leaves)."""
+    return decode(read_verified(checkpoint, name, meta), checkpoint / name)
+
+
+def _read_tree(checkpoint: Path, name: str, meta: dict[str, Any]) -> Any:
+    """The msgpack file ``name`` of a checkpoint as numpy arrays (for trees that have no
+    template: their arrays were checked against their data size, nothing more)."""
+    return build(_unpack(checkpoint, name, meta))
 
 
 def _dtype(x: Any) -> np.dtype:
@@ -201,17 +267,18 @@ def _describe(x: Any) -> str:
     return f"{tuple(np.shape(x))} {_dtype(x).name}"
 
 
-def _check_leaves(template: Any, restored: Any, what: str) -> None:
-    """Raises ``ValueError`` naming the paths where ``restored`` differs from ``template`` in
-    structure, shape or dtype."""
+def _check_leaves(template: Any, restored: Any, what: str, file: Path | None = None) -> None:
+    """Raises ``ValueError`` naming ``file`` and the paths where ``restored`` (arrays or
+    declared arrays) differs from ``template`` in structure, shape or dtype."""
+    where = f"{file}: " if file is not None else ""
     t_leaves, t_def = jax.tree_util.tree_flatten_with_path(template)
     r_leaves, r_def = jax.tree_util.tree_flatten_with_path(restored)
     if t_def != r_def:
         t_keys = {jax.tree_util.keystr(p) for p, _ in t_leaves}
         r_keys = {jax.tree_util.keystr(p) for p, _ in r_leaves}
         raise ValueError(
-            f"the checkpoint's {what} has another structure than this agent's: only in the "
-            f"checkpoint {sorted(r_keys - t_keys)[:4]}, only in the agent "
+            f"{where}the checkpoint's {what} has another structure than this agent's: only in "
+            f"the checkpoint {sorted(r_keys - t_keys)[:4]}, only in the agent "
             f"{sorted(t_keys - r_keys)[:4]}."
         )
     differences = [
@@ -222,23 +289,24 @@ def _check_leaves(template: Any, restored: Any, what: str) -> None:
     if differences:
         more = f" (and {len(differences) - 3} more)" if len(differences) > 3 else ""
         raise ValueError(
-            f"the checkpoint's {what} does not fit this agent (another network or config?): "
-            + "; ".join(differences[:3])
-            + more
+            f"{where}the checkpoint's {what} does not fit this agent (another network or "
+            "config?): " + "; ".join(differences[:3]) + more
         )
 
 
-def _restore_tree(template: Any, raw: Any, what: str) -> Any:
-    """``raw`` (a msgpack state dict) restored into the structure of ``template``, checked leaf
-    by leaf; leaves stay numpy arrays."""
+def _restore_tree(template: Any, raw: Any, what: str, file: Path | None = None) -> Any:
+    """``raw`` (a msgpack state dict, its arrays possibly only declared) restored into the
+    structure of ``template``, checked leaf by leaf before any declared array is built; leaves
+    are numpy arrays."""
+    where = f"{file}: " if file is not None else ""
     try:
         restored = serialization.from_state_dict(template, raw)
-    except (ValueError, KeyError, TypeError) as error:
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
         raise ValueError(
-            f"the checkpoint's {what} does not fit this agent's structure: {error}"
+            f"{where}the checkpoint's {what} does not fit this agent's structure: {error}"
         ) from error
-    _check_leaves(template, restored, what)
-    return restored
+    _check_leaves(template, restored, what, file)
+    return jax.tree.map(lambda x: x.build() if isinstance(x, DeclaredArray) else x, restored)
 
 
 def _to_device(tree: Any) -> Any:
@@ -259,7 +327,7 @@ def load_params(path: str | Path) -> Any:
 
     Raises:
         FileNotFoundError: if there is no checkpoint at ``path``.
+        CheckpointError: if the checkpoint is incomplete or damaged.
     """
     checkpoint = find_checkpoint(path)
-    read_meta(checkpoint)
-    return _unpack(checkpoint, "params.msgpack")
+    return _read_tree(checkpoint, "params.msgpack", read_meta(checkpoint))

@@ -37,7 +37,8 @@ class Algorithm(NamedTuple):
     """A built-in agent as the command line knows it."""
 
     agent_class: str
-    """``"module:qualname"`` of the agent class (imported when used)."""
+    """``"module:qualname"`` of the agent class (looked up among kitae's own agents when used,
+    see :func:`kitae.config.import_class`)."""
     env: str
     """default env id."""
     n_env_steps: int
@@ -124,7 +125,8 @@ def algorithm(name: str) -> Algorithm:
 
 
 def agent_class(name: str) -> type[BaseAgent]:
-    """The agent class of algorithm ``name``."""
+    """The agent class of algorithm ``name`` (one of kitae's own agents: no module is imported
+    by name)."""
     from kitae.config import import_class
 
     return cast("type[BaseAgent]", import_class(algorithm(name).agent_class))
