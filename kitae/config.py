@@ -558,6 +558,11 @@ def validate_config(config: AlgoConfig) -> None:
     ``encoder``'s name, and any field ending in ``_lambda`` or ``coef``), MultiDiscrete actions
     and action masks (:func:`kitae.masking.validate_action_mask`), then calls
     ``algo_params.validate(config)`` when the params define it.
+
+    Raises:
+        TypeError: if ``config`` is not an :class:`AlgoConfig` or one of its sections is not a
+            dataclass instance (e.g. a dict).
+        ValueError: naming the first invalid field and what would fix it.
     """
     if not isinstance(config, AlgoConfig):
         raise TypeError(f"config must be a kitae.config.AlgoConfig, got {type(config).__name__}.")

@@ -338,6 +338,7 @@ def run_distributed(
     if spec.n_envs is None:
         spec.n_envs = cls.default_n_envs
     check_run_options(spec)
+    check_env_kind(algo, spec)
     check_compiled_env_id(spec.env)
     for name in ("save_frequency", "eval_frequency"):
         if getattr(spec.train_cfg, name) != -1:
@@ -356,10 +357,13 @@ def run_distributed(
     try:
         if main:
             run_dir = run_directory(algo, spec)
-            agent = cls(run_dir.name, config, run_dir=run_dir.parent)
+            agent = cls(run_dir.name, config)
+            check_trainable(agent, env, config.train_cfg.n_env_steps)
+            open_run_directory(agent, run_dir)
             write_spec(run_dir, algo, spec)
         else:
             agent = cls(f"process_{jax.process_index()}", config)
+            check_trainable(agent, env, config.train_cfg.n_env_steps)
     except Exception as err:  # every process learns of it before the first collective
         error = err
     if not distributed.all_processes_ok(error is None):
