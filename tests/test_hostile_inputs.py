@@ -231,6 +231,13 @@ def test_cli_refuses_with_one_line_before_writing(tmp_cwd, capsys, args, message
     assert not (tmp_cwd / "runs").exists()
 
 
+def test_cli_checks_a_multi_agent_run_before_writing(tmp_cwd, capsys):
+    pytest.importorskip("mpe2")
+    argv = ["train", "dqn", "--env", "pettingzoo:mpe2.simple_spread_v3", "--quiet"]
+    _cli_refuses([*argv, "--train-cfg.n-env-steps", "5"], capsys, "would perform zero updates")
+    assert not (tmp_cwd / "runs").exists()
+
+
 def test_cli_names_the_file_and_line_of_a_yaml_syntax_error(tmp_cwd, capsys):
     path = tmp_cwd / "spec.yaml"
     path.write_text("algo: dqn\nseed: 1: 2\n")

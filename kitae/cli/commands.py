@@ -384,24 +384,31 @@ def run_distributed(
 
 def _run_multi_agent(algo: str, spec: Any, quiet: bool) -> dict[str, Any]:
     """Trains ``spec`` on a PettingZoo parallel env with :class:`kitae.multiagent.MultiAgentTrainer`
-    and evaluates the team and per-agent greedy returns (logged to the ``eval`` stream)."""
+    and evaluates the team and per-agent greedy returns (logged to the ``eval`` stream); the
+    config and the training length are checked before the run directory is written."""
     from kitae.multiagent import MultiAgentTrainer
 
     env = make_env(spec.env, 1)
     run_dir = run_directory(algo, spec)
-    trainer = MultiAgentTrainer(
-        env,
-        agent_class(algo),
-        n_steps=spec.train_cfg.n_env_steps,
-        grouping=spec.grouping,
-        agent_id=spec.agent_id,
-        seed=spec.seed,
-        algo_params=spec.algo_params,
-        update_cfg=spec.update_cfg,
-        train_cfg=spec.train_cfg,
-        run_name=run_dir.name,
-        run_dir=run_dir.parent,
-    )
+
+    def build(parent: Path | None) -> MultiAgentTrainer:
+        return MultiAgentTrainer(
+            env,
+            agent_class(algo),
+            n_steps=spec.train_cfg.n_env_steps,
+            grouping=spec.grouping,
+            agent_id=spec.agent_id,
+            seed=spec.seed,
+            algo_params=spec.algo_params,
+            update_cfg=spec.update_cfg,
+            train_cfg=spec.train_cfg,
+            run_name=run_dir.name,
+            run_dir=parent,
+        )
+
+    # a trainer that writes nothing checks the groups' training length first (train checks it)
+    build(None)._check_updates(spec.train_cfg.n_env_steps)
+    trainer = build(run_dir.parent)
     write_spec(run_dir, algo, spec)
     summary = trainer.train(progress_bar=not quiet)
     summary["n_updates"] = sum(summary["n_updates"].values())

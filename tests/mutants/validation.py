@@ -77,6 +77,23 @@ def _(monkeypatch):
 
 
 @mutant(
+    "cli-multi-agent-length-checked-after-writing",
+    "a multi-agent kitae train learns that a group performs no update only once it has written",
+    [f"{HOSTILE}::test_cli_checks_a_multi_agent_run_before_writing"],
+)
+def _(monkeypatch):
+    from kitae.multiagent.trainer import MultiAgentTrainer
+
+    original = MultiAgentTrainer._check_updates
+
+    def _check_updates(self, n_steps):
+        if self.logger.run_dir is not None:  # only the check of train itself, after writing
+            original(self, n_steps)
+
+    monkeypatch.setattr(MultiAgentTrainer, "_check_updates", _check_updates)
+
+
+@mutant(
     "cli-env-kind-unchecked",
     "kitae train builds AlphaZero on a gymnasium env and fails in train, after writing",
     [f"{CLI}[az-gym]"],
