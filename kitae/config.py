@@ -16,14 +16,16 @@ import contextlib
 import copy
 import dataclasses
 import importlib
+import math
 import numbers
 import sys
+import types
 import typing
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Union
 
 import gymnasium as gym
 import numpy as np
@@ -348,6 +350,185 @@ def _check_unit_interval(name: str, value: Any) -> None:
         _fail(name, value, "it must be a number in [0, 1].")
 
 
+SEED_LIMIT = 2**62
+"""Seeds are integers in ``[0, SEED_LIMIT)``: JAX keys take 64-bit signed seeds, and the seeds
+derived from a run's (``seed + 10_000`` for evaluation, ``seed + k`` for a sweep's seeds) must fit
+too."""
+
+
+def check_seed(name: str, value: Any) -> None:
+    """Raises ``ValueError`` naming ``name`` unless ``value`` is an integer in
+    ``[0, 2**62)`` (:data:`SEED_LIMIT`)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        _fail(name, value, "it must be an integer in [0, 2**62).")
+    if not 0 <= value < SEED_LIMIT:
+        _fail(name, value, "it must be in [0, 2**62) (JAX keys take 64-bit seeds).")
+
+
+INFINITE_FLOAT_FIELDS: dict[str, str] = {
+    "algo_params.clip_observations": "+inf leaves normalised observations unclipped",
+    "algo_params.clip_rewards": "+inf leaves normalised rewards unclipped",
+}
+"""The float fields that may be ``+inf`` (field path -> what it means); every other float field
+of a config must be finite (:func:`check_finite_floats`). ``nan`` is refused everywhere."""
+
+
+def check_finite_floats(section: Any, prefix: str) -> None:
+    """Raises ``ValueError`` naming the field unless every float field of the dataclass
+    ``section`` (and of the dataclasses it holds) is a finite number; the fields of
+    :data:`INFINITE_FLOAT_FIELDS` may also be ``+inf``.
+
+    Args:
+        section: a config dataclass (``update_cfg``, ``algo_params``...).
+        prefix: its path in the config, e.g. ``"update_cfg"``.
+    """
+    if not dataclasses.is_dataclass(section) or isinstance(section, type):
+        return
+    for f in dataclasses.fields(section):
+        value, name = getattr(section, f.name), f"{prefix}.{f.name}"
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_finite_floats(value, name)
+            continue
+        if isinstance(value, (bool, numbers.Integral)) or not isinstance(value, numbers.Real):
+            continue
+        if math.isfinite(value) or (name in INFINITE_FLOAT_FIELDS and value == math.inf):
+            continue
+        allowed = ""
+        if name in INFINITE_FLOAT_FIELDS:
+            allowed = f" or +inf ({INFINITE_FLOAT_FIELDS[name]})"
+        _fail(name, value, f"it must be a finite number{allowed}.")
+
+
+def _type_name(hint: Any) -> str:
+    """How an annotation reads in an error message (``int``, ``tuple[int, ...]``...)."""
+    if hint is type(None):
+        return "None"
+    if isinstance(hint, type) and not typing.get_args(hint):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("collections.abc.", "")
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether ``value`` fits the annotation ``hint``; annotations it cannot judge (``Any``,
+    callables, type variables...) accept everything."""
+    if hint is Any or hint is object:
+        return True
+    if hint is type(None) or hint is None:
+        return value is None
+    if hint is bool:
+        return isinstance(value, (bool, np.bool_))
+    if hint is int:
+        return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+    if hint is float:
+        return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+    if hint is str:
+        return isinstance(value, str)
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Union or origin is types.UnionType:
+        return any(_matches(value, arg) for arg in args)
+    if origin is Literal:
+        return value in args
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            return False
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_matches(v, args[0]) for v in value)
+        if not args:
+            return True
+        return len(args) == len(value) and all(
+            _matches(v, a) for v, a in zip(value, args, strict=True)
+        )
+    if origin is Sequence:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
+            return False
+        return not args or all(_matches(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict)
+    if isinstance(hint, type) and origin is None:
+        return isinstance(value, hint)
+    return True
+
+
+def check_field_types(section: Any, prefix: str) -> None:
+    """Raises ``ValueError`` naming the first field of the dataclass ``section`` whose value does
+    not fit its annotation (a str where an int is expected, a list for a tuple, ``None`` for a
+    required number...) or that has an attribute that is not a field (a misspelt name); nested
+    dataclasses are checked too. A class whose annotations cannot be resolved is left alone.
+
+    Args:
+        section: a config dataclass.
+        prefix: its path in the config, e.g. ``"algo_params"``.
+    """
+    if not dataclasses.is_dataclass(section) or isinstance(section, type):
+        return
+    try:
+        hints = typing.get_type_hints(type(section))
+    except (NameError, TypeError):  # annotations naming what only a type checker imports
+        return
+    names = [f.name for f in dataclasses.fields(section)]
+    unknown = sorted(set(getattr(section, "__dict__", {})) - set(names))
+    if unknown:
+        raise ValueError(
+            f"{prefix}.{unknown[0]} is not a field of {type(section).__name__} (a misspelt "
+            f"name set as an attribute has no effect): its fields are {', '.join(names)}."
+        )
+    for f in dataclasses.fields(section):
+        value, name = getattr(section, f.name), f"{prefix}.{f.name}"
+        hint = hints.get(f.name, Any)
+        if not _matches(value, hint):
+            example = " (a tuple, e.g. (64, 64))" if typing.get_origin(hint) is tuple else ""
+            _fail(
+                name,
+                value,
+                f"it must be of type {_type_name(hint)}{example}, got {type(value).__name__}.",
+            )
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_field_types(value, name)
+
+
+def check_layer_sizes(params: Any) -> None:
+    """Raises ``ValueError`` unless every ``hidden_sizes`` / ``*_hidden_sizes`` field of
+    ``params`` is a sequence of integers >= 1 (an empty one is allowed: the heads then read the
+    encoder's features directly)."""
+    if not dataclasses.is_dataclass(params) or isinstance(params, type):
+        return
+    for f in dataclasses.fields(params):
+        if f.name != "hidden_sizes" and not f.name.endswith("_hidden_sizes"):
+            continue
+        sizes = getattr(params, f.name)
+        fix = "it must be a tuple of layer widths >= 1, e.g. (64, 64)."
+        if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (tuple, list)):
+            _fail(f"algo_params.{f.name}", sizes, fix)
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+                _fail(f"algo_params.{f.name}", sizes, fix)
+
+
+_SECTION_TYPES = {
+    "update_cfg": ("UpdateConfig", "UpdateConfig(learning_rate=1e-3, ...)"),
+    "train_cfg": ("TrainConfig", "TrainConfig(n_env_steps=50_000, ...)"),
+    "env_cfg": ("EnvConfig", "EnvConfig.from_env(env)"),
+}
+
+
+def check_sections(config: AlgoConfig) -> None:
+    """Raises ``TypeError`` naming the section of ``config`` that is not a dataclass instance
+    (e.g. a dict given for ``update_cfg``), with the class to build it with."""
+    for name, (cls_name, example) in _SECTION_TYPES.items():
+        value = getattr(config, name)
+        if not dataclasses.is_dataclass(value) or isinstance(value, type):
+            raise TypeError(
+                f"{name} must be a kitae.config.{cls_name} instance, got "
+                f"{type(value).__name__}: build it with {example}."
+            )
+    params = config.algo_params
+    if isinstance(params, (dict, list, tuple, str, numbers.Number, type)) or params is None:
+        raise TypeError(
+            f"algo_params must be the agent's params dataclass instance (e.g. "
+            f"kitae.algos.DQNParams(gamma=0.99)), got {type(params).__name__}."
+        )
+
+
 def check_int_param(params: Any, name: str, minimum: int) -> None:
     """For ``validate`` methods: raises ``ValueError`` unless ``params.<name>`` is an integer
     ``>= minimum``."""
@@ -369,15 +550,28 @@ def check_tau(params: Any) -> None:
 def validate_config(config: AlgoConfig) -> None:
     """Checks the generic parts of a config; raises ``ValueError`` naming the bad field.
 
-    Checks sizes and rates of ``update_cfg`` / ``train_cfg`` / ``env_cfg``, the usual fields of
+    Checks that the sections are dataclasses, the seed's range, every field's type against its
+    annotation (:func:`check_field_types`), that every float field is finite
+    (:func:`check_finite_floats`) and the layer widths (:func:`check_layer_sizes`); then the
+    sizes and rates of ``update_cfg`` / ``train_cfg`` / ``env_cfg``, the usual fields of
     ``algo_params`` when present (``gamma``, ``skip_steps``, ``start_step``, ``exploration``,
     ``encoder``'s name, and any field ending in ``_lambda`` or ``coef``), MultiDiscrete actions
     and action masks (:func:`kitae.masking.validate_action_mask`), then calls
     ``algo_params.validate(config)`` when the params define it.
+
+    Raises:
+        TypeError: if ``config`` is not an :class:`AlgoConfig` or one of its sections is not a
+            dataclass instance (e.g. a dict).
+        ValueError: naming the first invalid field and what would fix it.
     """
     if not isinstance(config, AlgoConfig):
         raise TypeError(f"config must be a kitae.config.AlgoConfig, got {type(config).__name__}.")
-    check_int("seed", config.seed, 0)
+    check_seed("seed", config.seed)
+    check_sections(config)
+    for section in ("update_cfg", "train_cfg", "env_cfg", "algo_params"):
+        check_field_types(getattr(config, section), section)
+        check_finite_floats(getattr(config, section), section)
+    check_layer_sizes(config.algo_params)
 
     u = config.update_cfg
     _check_positive("update_cfg.learning_rate", u.learning_rate)

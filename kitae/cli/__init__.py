@@ -189,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from kitae.cli.sweep import run_sweep
 
             run_sweep(rest)
-    except (ValueError, FileExistsError, FileNotFoundError, ImportError) as error:
+    except (ValueError, TypeError, FileExistsError, FileNotFoundError, ImportError) as error:
         print(f"kitae {command}: error: {error}", file=sys.stderr)
         return 2
     return 0

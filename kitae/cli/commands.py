@@ -24,6 +24,7 @@ from kitae.cli.runs import (
     GYMNAX_PREFIX,
     PETTINGZOO_PREFIX,
     agent_class,
+    algorithm,
     build_config,
     check_run_name,
     gymnax_id,
@@ -32,7 +33,7 @@ from kitae.cli.runs import (
     run_directory,
     write_spec,
 )
-from kitae.config import check_int
+from kitae.config import check_int, check_seed
 
 if TYPE_CHECKING:
     from kitae.distributed import ProcessSettings
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 def check_run_options(spec: Any) -> None:
     """Raises ``ValueError`` naming the run option that is invalid."""
     check_int("n_envs", spec.n_envs, 1)
-    check_int("seed", spec.seed, 0)
+    check_seed("seed", spec.seed)
     check_int("eval_episodes", spec.eval_episodes, 0)
     check_int("video_episodes", spec.video_episodes, 1)
     check_run_name(spec.run_name)
@@ -52,6 +53,83 @@ def check_run_options(spec: Any) -> None:
             f"video=True needs a gymnasium env that renders frames; env={spec.env!r} is a gymnax "
             "env: drop --video."
         )
+
+
+def check_env_kind(algo: str, spec: Any) -> None:
+    """Refuses, before the env is built, a gymnasium or PettingZoo env for an algorithm that
+    trains on JAX envs only (:attr:`~kitae.cli.runs.Algorithm.jax_envs_only`).
+
+    Raises:
+        ValueError: naming ``env`` and the env ids the algorithm takes.
+    """
+    if algorithm(algo).jax_envs_only and gymnax_id(spec.env) is None:
+        raise ValueError(
+            f"env={spec.env!r} is not a JAX env: {algo} searches over the env's own dynamics, "
+            f"so it trains on gymnax envs only; use e.g. --env gymnax:{spec.env.split(':')[-1]}."
+        )
+
+
+def check_trainable(agent: Any, env: Any, n_env_steps: int) -> None:
+    """The checks that ``agent.train(env, n_env_steps)`` makes before its first step, made
+    before a run directory exists: the agent's loop fits the env, and the run performs at least
+    one update.
+
+    Raises:
+        ValueError: for ``train_cfg.actor_learner`` on a JAX env, or a run too short for one
+            update (the agent's :meth:`~kitae.base.BaseAgent.zero_update_message`).
+    """
+    from kitae.envs.jax_env import is_jax_env
+
+    config = agent.config
+    if is_jax_env(env):
+        if config.train_cfg.actor_learner:
+            raise ValueError(
+                "train_cfg.actor_learner=True is for the gymnasium loop: on a JAX env the "
+                "compiled path runs acting and updates in one program. Set "
+                "--train-cfg.no-actor-learner."
+            )
+        # the compiled loop collects whole iterations: n_envs transitions off-policy, one
+        # rollout on-policy
+        per_iteration = (
+            config.env_cfg.n_envs
+            if agent.algo_type == "off_policy"
+            else config.update_cfg.max_buffer_size
+        )
+        n_env_steps = -(-n_env_steps // per_iteration) * per_iteration
+    if agent.expected_updates(n_env_steps) == 0:
+        raise ValueError(agent.zero_update_message(config.train_cfg.n_env_steps))
+
+
+def open_run_directory(agent: Any, run_dir: Path) -> None:
+    """Gives ``agent`` (built without a run directory) the logger of ``run_dir``, as building it
+    with ``run_dir=`` does: creates the directory and writes ``config.json``."""
+    from kitae.base import config_to_dict
+    from kitae.logger import Logger
+
+    agent.logger = Logger(run_dir, backends=agent.config.train_cfg.loggers)
+    agent.logger.write_config(config_to_dict(agent.config))
+
+
+def prepare_run(algo: str, spec: Any, env: Any) -> tuple[Any, Path]:
+    """Builds the agent of ``spec`` on ``env`` and checks everything a run needs, writing
+    nothing: the config, the env, the training length, the run directory's name.
+
+    Returns:
+        ``(agent, run_dir)``: the agent, without a run directory yet (see
+        :func:`open_run_directory`), and the directory the run will write.
+
+    Raises:
+        ValueError: naming the first invalid field.
+        FileExistsError: if an explicit ``run_name`` already exists.
+    """
+    from kitae.config import validate_config
+
+    config = build_config(spec, env)
+    validate_config(config)
+    run_dir = run_directory(algo, spec)
+    agent = agent_class(algo)(run_dir.name, config)
+    check_trainable(agent, env, config.train_cfg.n_env_steps)
+    return agent, run_dir
 
 
 def evaluate_run(
@@ -133,8 +211,8 @@ def run_training(
 ) -> dict[str, Any]:
     """Trains a new run of ``spec`` in its run directory, saves it, evaluates it.
 
-    Everything is validated (config, run options, env id, run directory) before the directory
-    is created or anything is trained.
+    Everything is validated (run options, env id, config, the agent on the env, the training
+    length, run directory) before the directory is created or anything is trained.
 
     Args:
         algo: the algorithm name.
@@ -150,8 +228,6 @@ def run_training(
         ValueError: naming the first invalid field.
         FileExistsError: if an explicit ``run_name`` already exists.
     """
-    from kitae.config import validate_config
-
     if distributed is not None:
         return run_distributed(algo, spec, distributed, quiet=quiet)
     cls = agent_class(algo)
@@ -159,16 +235,15 @@ def run_training(
     if spec.n_envs is None:
         spec.n_envs = cls.default_n_envs
     check_run_options(spec)
+    check_env_kind(algo, spec)
     if spec.env.startswith(PETTINGZOO_PREFIX):
         return _run_multi_agent(algo, spec, quiet)
     env = make_env(spec.env, spec.n_envs, spec.vectorization)
     try:
-        config = build_config(spec, env)
+        agent, run_dir = prepare_run(algo, spec, env)
         if quiet:
-            config.train_cfg.progress_bar = False
-        validate_config(config)
-        run_dir = run_directory(algo, spec)
-        agent = cls(run_dir.name, config, run_dir=run_dir.parent)
+            agent.config.train_cfg.progress_bar = False
+        open_run_directory(agent, run_dir)
         write_spec(run_dir, algo, spec)
         summary = agent.train(env)
     finally:
@@ -263,6 +338,7 @@ def run_distributed(
     if spec.n_envs is None:
         spec.n_envs = cls.default_n_envs
     check_run_options(spec)
+    check_env_kind(algo, spec)
     check_compiled_env_id(spec.env)
     for name in ("save_frequency", "eval_frequency"):
         if getattr(spec.train_cfg, name) != -1:
@@ -281,10 +357,13 @@ def run_distributed(
     try:
         if main:
             run_dir = run_directory(algo, spec)
-            agent = cls(run_dir.name, config, run_dir=run_dir.parent)
+            agent = cls(run_dir.name, config)
+            check_trainable(agent, env, config.train_cfg.n_env_steps)
+            open_run_directory(agent, run_dir)
             write_spec(run_dir, algo, spec)
         else:
             agent = cls(f"process_{jax.process_index()}", config)
+            check_trainable(agent, env, config.train_cfg.n_env_steps)
     except Exception as err:  # every process learns of it before the first collective
         error = err
     if not distributed.all_processes_ok(error is None):
@@ -305,24 +384,31 @@ def run_distributed(
 
 def _run_multi_agent(algo: str, spec: Any, quiet: bool) -> dict[str, Any]:
     """Trains ``spec`` on a PettingZoo parallel env with :class:`kitae.multiagent.MultiAgentTrainer`
-    and evaluates the team and per-agent greedy returns (logged to the ``eval`` stream)."""
+    and evaluates the team and per-agent greedy returns (logged to the ``eval`` stream); the
+    config and the training length are checked before the run directory is written."""
     from kitae.multiagent import MultiAgentTrainer
 
     env = make_env(spec.env, 1)
     run_dir = run_directory(algo, spec)
-    trainer = MultiAgentTrainer(
-        env,
-        agent_class(algo),
-        n_steps=spec.train_cfg.n_env_steps,
-        grouping=spec.grouping,
-        agent_id=spec.agent_id,
-        seed=spec.seed,
-        algo_params=spec.algo_params,
-        update_cfg=spec.update_cfg,
-        train_cfg=spec.train_cfg,
-        run_name=run_dir.name,
-        run_dir=run_dir.parent,
-    )
+
+    def build(parent: Path | None) -> MultiAgentTrainer:
+        return MultiAgentTrainer(
+            env,
+            agent_class(algo),
+            n_steps=spec.train_cfg.n_env_steps,
+            grouping=spec.grouping,
+            agent_id=spec.agent_id,
+            seed=spec.seed,
+            algo_params=spec.algo_params,
+            update_cfg=spec.update_cfg,
+            train_cfg=spec.train_cfg,
+            run_name=run_dir.name,
+            run_dir=parent,
+        )
+
+    # a trainer that writes nothing checks the groups' training length first (train checks it)
+    build(None)._check_updates(spec.train_cfg.n_env_steps)
+    trainer = build(run_dir.parent)
     write_spec(run_dir, algo, spec)
     summary = trainer.train(progress_bar=not quiet)
     summary["n_updates"] = sum(summary["n_updates"].values())

@@ -43,6 +43,8 @@ class Algorithm(NamedTuple):
     """default env id."""
     n_env_steps: int
     """default training length in transitions."""
+    jax_envs_only: bool = False
+    """whether it trains on JAX envs only (it searches over the env's own dynamics)."""
 
 
 ALGORITHMS: dict[str, Algorithm] = {
@@ -56,7 +58,9 @@ ALGORITHMS: dict[str, Algorithm] = {
     "td3": Algorithm("kitae.algos.td3:TD3", "Pendulum-v1", 20_000),
     "ddpg": Algorithm("kitae.algos.td3:DDPG", "Pendulum-v1", 20_000),
     "r2d2": Algorithm("kitae.algos.r2d2:R2D2", "gymnax:MemoryChain-bsuite", 20_000),
-    "alphazero": Algorithm("kitae.algos.alphazero:AlphaZero", "gymnax:Catch-bsuite", 16_384),
+    "alphazero": Algorithm(
+        "kitae.algos.alphazero:AlphaZero", "gymnax:Catch-bsuite", 16_384, jax_envs_only=True
+    ),
 }
 """The algorithms of ``kitae train``: name -> agent class, default env and training length."""
 
@@ -279,12 +283,18 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: if it is not a YAML mapping.
+        ValueError: if it is not valid YAML (naming the file and line) or not a mapping.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist.")
-    data = yaml.safe_load(path.read_text())
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ValueError(f"{where}: invalid YAML: {problem}; fix the file's syntax.") from None
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of fields, got {type(data).__name__}.")
     return data

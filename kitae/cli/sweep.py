@@ -49,6 +49,7 @@ import yaml
 
 from kitae.cli.runs import (
     CONFIG_SECTIONS,
+    PETTINGZOO_PREFIX,
     RUN_OPTION_NAMES,
     _value_args,
     agent_class,
@@ -282,6 +283,45 @@ def _run_compiled(algo: str, runs: list[Run], sweep_dir: Path) -> list[dict[str,
             _write_rows(run_dir, "eval", [final])
             results.append(_result(name, member, seed, run_dir, final["eval_return_mean"]))
     return results
+
+
+def check_sweep_runs(algo: str, runs: Sequence[Run]) -> None:
+    """Checks every run of a sweep as ``kitae train`` checks one, before the sweep directory is
+    created: run options, env kind and config of each run, and the agent of each group of runs
+    that differ only by seed and traced values (:func:`program_groups`) built on its env, with
+    the training length checked.
+
+    Raises:
+        ValueError: naming the member, its seed and the invalid field.
+    """
+    from kitae.cli.commands import check_env_kind, check_run_options, check_trainable
+    from kitae.config import validate_config
+
+    for group in program_groups(algo, runs):
+        spec0 = group[0][3]
+        for name, _, seed, spec in group:
+            try:
+                check_run_options(spec)
+                check_env_kind(algo, spec)
+            except ValueError as error:
+                raise ValueError(f"member {name} seed {seed}: {error}") from None
+        if spec0.env.startswith(PETTINGZOO_PREFIX):
+            continue
+        env = make_env(spec0.env, spec0.n_envs, spec0.vectorization)
+        try:
+            for name, _, seed, spec in group:
+                try:
+                    validate_config(build_config(spec, env))
+                except ValueError as error:
+                    raise ValueError(f"member {name} seed {seed}: {error}") from None
+            agent = agent_class(algo)("sweep", build_config(spec0, env))
+            try:
+                check_trainable(agent, env, spec0.train_cfg.n_env_steps)
+            except ValueError as error:
+                raise ValueError(f"member {group[0][0]}: {error}") from None
+        finally:
+            if hasattr(env, "close"):
+                env.close()
 
 
 def _result(name: str, member: dict, seed: int, run_dir: Path, value: float) -> dict[str, Any]:
@@ -650,6 +690,7 @@ def run_sweep(argv: Sequence[str]) -> dict[str, Any]:
                 spec.n_envs = base.n_envs
             runs.append((name, member, seed, spec))
 
+    check_sweep_runs(algo, runs)
     env_slug = re.sub(r"[^A-Za-z0-9._-]", "-", base.env)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     sweep_dir = Path(base.runs_dir) / (options.name or f"sweep_{algo}_{env_slug}_{stamp}")
