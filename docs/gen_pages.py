@@ -193,8 +193,11 @@ def field_docs(cls: type) -> dict[str, str]:
 
 def _cell(text: str) -> str:
     """``text`` made safe for a table cell: ``|`` outside code spans escaped."""
-    parts = re.split(r"(`[^`]*`)", text)
-    return "".join(p if p.startswith("`") else p.replace("|", "\\|") for p in parts)
+    out, end = [], 0
+    for span in re.finditer(r"(`+).+?(?<!`)\1(?!`)", text):
+        out += [text[end : span.start()].replace("|", "\\|"), span.group(0)]
+        end = span.end()
+    return "".join(out) + text[end:].replace("|", "\\|")
 
 
 def _code(text: str) -> str:
@@ -260,7 +263,8 @@ def algorithm_page(algo: Algorithm, papers: list[Paper]) -> str:
     else:
         lines.append(
             f"`kitae train {algo.name}` trains on `{algo.env}` for {algo.n_env_steps:,} "
-            f"transitions with {cls.default_n_envs} env(s) by default "
+            f"transitions with {cls.default_n_envs} env{'s' if cls.default_n_envs != 1 else ''} "
+            "by default "
             f"(`kitae train {algo.name} --help` lists every flag)."
         )
     lines += [
@@ -293,8 +297,6 @@ def algorithm_page(algo: Algorithm, papers: list[Paper]) -> str:
             f"`{cls.__name__}.default_config(env)` and `kitae train {algo.name} --env ENV` start "
             "from these overrides of [`kitae.zoo`][kitae.zoo] (env ids or patterns):",
             "",
-            "| env | overrides | measured by |",
-            "| --- | --- | --- |",
         ]
         for env, entry in entries:
             overrides = [
@@ -304,8 +306,9 @@ def algorithm_page(algo: Algorithm, papers: list[Paper]) -> str:
             ]
             if entry.n_envs is not None:
                 overrides.append(f"n_envs={entry.n_envs}")
-            shown = "<br>".join(_code(o) for o in overrides)
-            lines.append(f"| `{env}` | {shown} | {_cell(entry.benchmark)} |")
+            shown = ", ".join(_code(o) for o in overrides)
+            measured = f" Measured by: {entry.benchmark}" if entry.benchmark else ""
+            lines.append(f"- **`{env}`**: {shown}.{measured}")
     return "\n".join(lines) + "\n"
 
 

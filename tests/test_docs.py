@@ -159,7 +159,7 @@ class ToyParams:
 
     Attributes:
         gamma: discount (see :class:`~kitae.config.UpdateConfig`).
-        sizes: layer sizes | widths.
+        sizes: layer sizes | widths ``|w|``.
     """
 
     gamma: float = 0.9
@@ -186,21 +186,34 @@ def test_an_algorithm_page_lists_papers_defaults_and_differences():
         '## Paper\n\n["First"](https://a), A. B, 2001.\n\n'
         'See also:\n\n- ["Second"](https://c), C, 2002.' in page
     )
-    assert "`kitae train toy` trains on `CartPole-v1` for 1,000 transitions with 2 env(s)" in page
+    assert (
+        "`kitae train toy` trains on `CartPole-v1` for 1,000 transitions with 2 envs by default"
+        in page
+    )
     assert "| `gamma` | `float` | `0.9` | discount (see `UpdateConfig`). |" in page
-    assert "| `sizes` | `tuple[int, ...]` | `(3, 4)` | layer sizes \\| widths. |" in page
+    assert "| `sizes` | `tuple[int, ...]` | `(3, 4)` | layer sizes \\| widths ``|w|``. |" in page
     assert "| `learning_rate` | `float` | **`0.001`** | optimizer step size. |" in page
     assert "| `batch_size` | `int` | `64` |" in page
     assert "| `max_grad_norm` | `float | None` | `None` |" in page
     assert "has no entry for this algorithm" in page
 
 
-def test_the_tuned_settings_of_an_algorithm_are_listed():
+def test_the_tuned_settings_of_an_algorithm_are_listed(monkeypatch):
     pytest.importorskip("griffe")
-    dqn = next(a for a in gen_pages.algorithms() if a.name == "dqn")
-    page = gen_pages.algorithm_page(dqn, gen_pages.load_papers()["dqn"])
-    entries = gen_pages.tuned_entries("dqn")
-    assert entries and all(f"| `{env}` | " in page for env, _ in entries)
+    import kitae.zoo as zoo
+
+    entry = zoo.Tuned(algo_params={"gamma": 0.5}, update_cfg={"batch_size": 8}, n_envs=3)
+    monkeypatch.setattr(zoo, "TUNED", {("toy", "Env-v0"): entry, ("dqn", "Env-v0"): entry})
+    pattern = zoo.Tuned(train_cfg={"n_env_steps": 10}, benchmark="bench.py: 500")
+    monkeypatch.setattr(zoo, "TUNED_PATTERNS", {("toy", "Grid-*"): pattern})
+    page = gen_pages.algorithm_page(
+        gen_pages.Algorithm("toy", Toy, "CartPole-v1", 1000), [gen_pages.Paper("T", "A", 1, "u")]
+    )
+    tuned = page.split("## Tuned settings\n", 1)[1].splitlines()
+    assert [line for line in tuned if line.startswith("- ")] == [
+        "- **`Env-v0`**: `algo_params.gamma=0.5`, `update_cfg.batch_size=8`, `n_envs=3`.",
+        "- **`Grid-*`**: `train_cfg.n_env_steps=10`. Measured by: bench.py: 500",
+    ]
 
 
 def test_the_site_writes_every_page_of_the_navigation():

@@ -110,3 +110,20 @@ def _(monkeypatch):
 def _(monkeypatch):
     sphinx_roles = _docs_module("sphinx_roles")
     monkeypatch.setattr(sphinx_roles, "_is_documented", lambda obj, package: True)
+
+
+@mutant(
+    "docs-tuned-patterns-dropped",
+    "an algorithm page lists the exact (algorithm, env) entries of kitae.zoo but not its patterns",
+    [f"{DOCS_TESTS}::test_the_tuned_settings_of_an_algorithm_are_listed"],
+    requires=("griffe",),
+)
+def _(monkeypatch):
+    gen_pages = _docs_module("gen_pages")
+    import kitae.zoo as zoo
+
+    monkeypatch.setattr(
+        gen_pages,
+        "tuned_entries",
+        lambda name: [(env, e) for (algo, env), e in zoo.TUNED.items() if algo == name],
+    )
