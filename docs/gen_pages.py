@@ -23,6 +23,7 @@ import inspect
 import pkgutil
 import posixpath
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -377,7 +378,9 @@ def rewrite_links(text: str, source: str, dest: str, pages: dict[str, str]) -> s
         text: Markdown read from repository file ``source``.
         source: its path in the repository (``tutorials/custom_agent.md``).
         dest: the site page it lands in (a path under ``docs/``).
-        pages: repository path -> site page of every copied Markdown file.
+        pages: repository path -> site page of every copied Markdown file, and
+            ``path#anchor`` -> site page for anchors that land apart from their file (the
+            README's sections, see :func:`readme_anchors`).
 
     Returns:
         ``text`` where a link to a copied file points to its page (fragment kept), a link to
@@ -394,8 +397,9 @@ def rewrite_links(text: str, source: str, dest: str, pages: dict[str, str]) -> s
             return match.group(0)
         path, _, fragment = href.partition("#")
         target = posixpath.normpath(posixpath.join(posixpath.dirname(source), path))
-        if target in pages:
-            new = posixpath.relpath(pages[target], posixpath.dirname(dest) or ".")
+        page = pages.get(f"{target}#{fragment}", pages.get(target))
+        if page is not None:
+            new = posixpath.relpath(page, posixpath.dirname(dest) or ".")
             return f"{bang}[{label}]({new}{'#' + fragment if fragment else ''})"
         if target.startswith("..") or not (REPO_ROOT / target).exists():
             raise ValueError(
@@ -422,6 +426,33 @@ def copied_pages(root: Path = REPO_ROOT) -> dict[str, str]:
     return pages
 
 
+def slugify(title: str) -> str:
+    """The anchor that MkDocs gives a heading (the ``toc`` extension's default slugify)."""
+    text = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode("ascii")
+    text = re.sub(r"[^\w\s-]", "", text).strip().lower()
+    return re.sub(r"[-\s]+", "-", text)
+
+
+def readme_anchors(text: str) -> dict[str, str]:
+    """``README.md#anchor`` -> the site page that holds that heading of the README."""
+    intro, sections = readme_sections(text)
+    parts = [("index.md", intro)]
+    for title, body in sections.items():
+        if title in GETTING_STARTED_SECTIONS:
+            parts.append(("getting-started.md", body))
+        elif title not in README_ONLY_SECTIONS:
+            parts.append(("guide.md", body))
+    anchors = {}
+    for page, body in parts:
+        in_code = False
+        for line in body.splitlines():
+            if _FENCE.match(line):
+                in_code = not in_code
+            elif not in_code and re.match(r"#{1,6} ", line):
+                anchors[f"{README}#{slugify(line.lstrip('#'))}"] = page
+    return anchors
+
+
 def readme_pages(text: str, pages: dict[str, str]) -> dict[str, str]:
     """The home, getting-started and guide pages (site path -> Markdown) from the README.
 
@@ -445,7 +476,7 @@ def readme_pages(text: str, pages: dict[str, str]) -> dict[str, str]:
         for title, body in sections.items()
         if title not in GETTING_STARTED_SECTIONS and title not in README_ONLY_SECTIONS
     ]
-    tutorials = [p for p in pages if p.startswith(f"{TUTORIALS_DIR}/")]
+    tutorials = [p for p in pages if p.startswith(f"{TUTORIALS_DIR}/") and "#" not in p]
     home_links = [
         "## In this site",
         "",
@@ -507,17 +538,19 @@ def write_site(open_file: Callable[..., Any], nav_class: type) -> None:
     """Writes every generated page through ``open_file`` (``mkdocs_gen_files.open``) and the
     section navigations with ``nav_class`` (``mkdocs_gen_files.Nav``)."""
     pages = copied_pages()
+    readme = (REPO_ROOT / README).read_text(encoding="utf-8")
+    targets = {**pages, **readme_anchors(readme)}
 
     def write(dest: str, text: str) -> None:
         with open_file(dest, "w") as out:
             out.write(text)
 
-    for dest, text in readme_pages((REPO_ROOT / README).read_text(encoding="utf-8"), pages).items():
+    for dest, text in readme_pages(readme, targets).items():
         write(dest, text)
     for source, dest in pages.items():
         if source != README:
             text = (REPO_ROOT / source).read_text(encoding="utf-8")
-            write(dest, rewrite_links(text, source, dest, pages))
+            write(dest, rewrite_links(text, source, dest, targets))
     write(
         f"{TUTORIALS_DIR}/SUMMARY.md",
         "".join(

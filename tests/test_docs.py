@@ -75,6 +75,7 @@ def test_load_papers_names_the_file_the_algorithm_and_the_field(tmp_path, entry,
 def test_links_are_rewritten_to_the_pages_they_land_in():
     pages = {"README.md": "index.md", "benchmarks/README.md": "benchmarks.md"}
     pages["tutorials/a.md"] = "tutorials/a.md"
+    pages["README.md#quick-start"] = "getting-started.md"
     text = textwrap.dedent(
         """\
         See [the README](../README.md#quick-start), [bench](../benchmarks/README.md),
@@ -88,7 +89,7 @@ def test_links_are_rewritten_to_the_pages_they_land_in():
     out = gen_pages.rewrite_links(text, "tutorials/a.md", "tutorials/a.md", pages)
     assert out == textwrap.dedent(
         """\
-        See [the README](../index.md#quick-start), [bench](../benchmarks.md),
+        See [the README](../getting-started.md#quick-start), [bench](../benchmarks.md),
         `benchmarks/learning.py`,
         the script (`benchmarks/learning.py`), [web](https://example.org/a.md) and [here](#top).
         ```
@@ -106,7 +107,9 @@ def test_the_readme_tutorials_and_benchmarks_make_their_pages():
     pages = gen_pages.copied_pages()
     tutorials = sorted(p.name for p in (REPO_ROOT / "tutorials").glob("*.md"))
     assert [p for p in pages if p.startswith("tutorials/")] == [f"tutorials/{t}" for t in tutorials]
-    made = gen_pages.readme_pages((REPO_ROOT / "README.md").read_text(encoding="utf-8"), pages)
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    targets = {**pages, **gen_pages.readme_anchors(readme)}
+    made = gen_pages.readme_pages(readme, targets)
     assert set(made) == {"index.md", "getting-started.md", "guide.md"}
     for title in gen_pages.GETTING_STARTED_SECTIONS:
         assert f"\n## {title}\n" in made["getting-started.md"]
@@ -114,10 +117,23 @@ def test_the_readme_tutorials_and_benchmarks_make_their_pages():
     assert "\n## Built-in agents\n" in made["guide.md"]
     for source, dest in pages.items():  # every link of every copied file resolves
         gen_pages.rewrite_links(
-            (REPO_ROOT / source).read_text(encoding="utf-8"), source, dest, pages
+            (REPO_ROOT / source).read_text(encoding="utf-8"), source, dest, targets
         )
     with pytest.raises(ValueError, match=r"README.md: no section '## Quick start'"):
         gen_pages.readme_pages("# kitae\n\n## Command line\n\n## In Python\n", pages)
+
+
+def test_readme_anchors_point_to_the_page_that_holds_each_heading():
+    text = (
+        "# kitae\n\n## Quick start\n### Sub A\n```\n# comment\n```\n"
+        "## Multi-agent (PettingZoo)\n## Documentation\n### Build\n"
+    )
+    assert gen_pages.readme_anchors(text) == {
+        "README.md#kitae": "index.md",
+        "README.md#quick-start": "getting-started.md",
+        "README.md#sub-a": "getting-started.md",
+        "README.md#multi-agent-pettingzoo": "guide.md",
+    }
 
 
 def test_readme_sections_split_at_level_two_headings_outside_code():

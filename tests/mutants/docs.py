@@ -127,3 +127,13 @@ def _(monkeypatch):
         "tuned_entries",
         lambda name: [(env, e) for (algo, env), e in zoo.TUNED.items() if algo == name],
     )
+
+
+@mutant(
+    "docs-readme-anchors-lost",
+    "links to a README heading point to the home page, not to the page that holds the heading",
+    [f"{DOCS_TESTS}::test_readme_anchors_point_to_the_page_that_holds_each_heading"],
+)
+def _(monkeypatch):
+    gen_pages = _docs_module("gen_pages")
+    monkeypatch.setattr(gen_pages, "readme_anchors", lambda text: {})
