@@ -98,7 +98,11 @@ def torch_state_dict_to_flax(
 
     Args:
         state_dict: torch-named arrays or tensors (``"<name>.weight"`` ``[out, in]``).
-        module, variables, example_input, torch_names: as in :func:`flax_to_torch_state_dict`.
+        module: the flax module.
+        variables: its variables (``{"params": ...}``), whose Dense layers are replaced.
+        example_input: an input batch ``[B, ...]`` the module accepts.
+        torch_names: the torch Linear layers' names, in the order of
+            :func:`flax_to_torch_state_dict`.
 
     Raises:
         ValueError: if a layer is missing or a shape differs.
