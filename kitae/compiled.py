@@ -507,15 +507,28 @@ class CompiledTrain:
         return self.run(self.init(key, hyperparams))
 
 
+_TRAIN_PIECES_RESOLVER: Callable[..., tuple] | None = None
+"""Maps builders and missing factories onto :func:`make_train`'s pieces; set by
+:func:`register_train_pieces_resolver` (:mod:`kitae.builders`, when the agents are imported)."""
+
+
+def register_train_pieces_resolver(resolver: Callable[..., tuple]) -> None:
+    """Sets how :func:`make_train` fills in factories left out and maps jax-neurorl's builders
+    (see :func:`kitae.builders.resolve_train_pieces`). The agents above this module register it
+    when :mod:`kitae.algos` is imported, so the compiled loop never imports them."""
+    global _TRAIN_PIECES_RESOLVER
+    _TRAIN_PIECES_RESOLVER = resolver
+
+
 def make_train(
     config: AlgoConfig,
     env: JaxEnv | Any,
-    train_state_factory: Callable[..., Any],
-    explore_factory: Callable[[AlgoConfig], Callable],
-    process_experience_factory: Callable[[AlgoConfig], Callable],
-    update_step_factory: Callable[[AlgoConfig], Callable],
+    train_state_factory: Callable[..., Any] | None = None,
+    explore_factory: Callable[[AlgoConfig], Callable] | None = None,
+    process_experience_factory: Callable[[AlgoConfig], Callable] | None = None,
+    update_step_factory: Callable[[AlgoConfig], Callable] | None = None,
     *,
-    algo_type: str = "off_policy",
+    algo_type: str | None = None,
     explore_hyperparams: Callable[[jax.Array, dict], dict] | None = None,
     to_env_action: Callable[[jax.Array], jax.Array] | None = None,
     n_env_steps: int | None = None,
@@ -523,8 +536,14 @@ def make_train(
     log_callback: Callable[[Metrics], None] | None = None,
     init_actor_state: Callable[[int], Any] | None = None,
     prepare_rollout_fn: Callable | None = None,
+    **builders: Callable,
 ) -> CompiledTrain:
     """Builds ``train(key, hyperparams=None) -> (runner, metrics)`` from the four factories.
+
+    jax-neurorl's builders (``make_agent``, ``make_optimizer``, ``make_loss_fn_class``,
+    ``make_actor``, ``make_logger``; see :mod:`kitae.builders`) may stand for factories, and
+    factories left out come from the algorithm of ``config.algo_params``, so
+    ``functools.partial(make_train, make_agent=..., make_optimizer=...)(config, env)`` works.
 
     Args:
         config: the agent's config; ``env_cfg.n_envs`` envs run side by side.
@@ -535,7 +554,8 @@ def make_train(
         process_experience_factory: ``config -> process_experience_fn``.
         update_step_factory: ``config -> update_step_fn``.
         algo_type: ``"off_policy"`` (replay buffer; schedule from ``algo_params.skip_steps`` and
-            ``start_step``) or ``"on_policy"`` (rollouts of ``max_buffer_size`` transitions).
+            ``start_step``) or ``"on_policy"`` (rollouts of ``max_buffer_size`` transitions);
+            default: the algorithm's, else ``"off_policy"``.
         explore_hyperparams: ``(env_steps, hyperparams) -> kwargs`` of ``explore_fn`` at a step,
             e.g. an epsilon schedule; ``hyperparams`` holds the traced values passed to ``train``.
         to_env_action: maps stored actions to env actions (e.g. clipping to the bounds).
@@ -554,6 +574,20 @@ def make_train(
     """
     env = make_jax_env(env)
     check_compiled_config(config, env)
+    factories = (train_state_factory, explore_factory, process_experience_factory)
+    if builders or None in (*factories, update_step_factory):
+        if _TRAIN_PIECES_RESOLVER is None:
+            raise ValueError(
+                "make_train without all four factories takes them (and jax-neurorl's builders) "
+                "from kitae's agents: import kitae.algos (or kitae.builders) first, or pass the "
+                "four factories."
+            )
+        (train_state_factory, explore_factory, process_experience_factory, update_step_factory,
+         algo_type, explore_hyperparams, init_actor_state, log_callback) = _TRAIN_PIECES_RESOLVER(
+            config, env, (*factories, update_step_factory), algo_type=algo_type,
+            explore_hyperparams=explore_hyperparams, init_actor_state=init_actor_state,
+            log_callback=log_callback, **builders,
+        )  # fmt: skip
     explore_fn = explore_factory(config)
 
     def act_fn(state, key, observations, env_steps, hyperparams, *actor_state):
@@ -568,7 +602,7 @@ def make_train(
         act_fn,
         process_experience_factory(config),
         update_step_factory(config),
-        algo_type=algo_type,
+        algo_type=algo_type or "off_policy",
         to_env_action=to_env_action,
         n_env_steps=config.train_cfg.n_env_steps if n_env_steps is None else n_env_steps,
         log_interval=log_interval,

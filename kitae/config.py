@@ -746,6 +746,15 @@ def _builtin_classes() -> dict[str, type]:
     return _BUILTIN
 
 
+def builtin_agent_classes() -> list[type]:
+    """kitae's own agent classes that can be loaded (registered by :mod:`kitae.algos`)."""
+    return [
+        cls
+        for cls in dict.fromkeys(_builtin_classes().values())
+        if isinstance(cls, type) and hasattr(cls, "params_type")
+    ]
+
+
 def import_class(path: str, classes: Sequence[type] = ()) -> type:
     """The class named ``"module:qualname"`` (see :func:`class_path`), looked up among known
     classes only: ``classes`` (and their related classes, see :func:`register_config_classes`),

@@ -28,6 +28,7 @@ STACK_RANK = {
 
 APPLICATIONS = (
     "kitae.algos",
+    "kitae.builders",
     "kitae.models",
     "kitae.multiagent",
     "kitae.cli",
@@ -40,10 +41,12 @@ LAZY_CYCLES = (
     {"kitae.buffer", "kitae.frame_replay"},
     {"kitae.envs.jax_env", "kitae.envs.brax"},
     {"kitae.cli", "kitae.cli.commands", "kitae.cli.sweep"},
+    {"kitae.algos.dqn", "kitae.algos.r2d2"},
 )
 """Modules that import one another only inside functions, on purpose: the frame-stacking replay
 buffer built by ``make_replay_buffer``, the optional Brax backend, the command line's
-subcommands loaded on demand."""
+subcommands loaded on demand, DQN's LSTM torso running R2D2's sequence machinery (R2D2 builds on
+DQN's params and targets)."""
 
 
 def _is_application(module: str) -> bool:

@@ -16,6 +16,8 @@ from kitae.algos.qrdqn import QRDQN, QRDQNParams
 from kitae.algos.r2d2 import R2D2, R2D2Params
 from kitae.algos.sac import SAC, SACParams
 from kitae.algos.td3 import DDPG, TD3, DDPGParams, TD3Params
+from kitae.builders import resolve_train_pieces
+from kitae.compiled import register_train_pieces_resolver
 from kitae.config import register_builtin_classes
 
 __all__ = [
@@ -65,3 +67,4 @@ def _agent_classes() -> dict[str, type | str]:
 
 
 register_builtin_classes(_agent_classes)
+register_train_pieces_resolver(resolve_train_pieces)

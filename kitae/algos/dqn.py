@@ -22,6 +22,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 
+from kitae.algos.q_acting import QActingAgent
 from kitae.buffer import Experience
 from kitae.config import (
     AlgoConfig,
@@ -38,8 +39,8 @@ from kitae.modules.encoders import network_encoder
 from kitae.modules.modules import init_params
 from kitae.modules.optimizer import make_optimizer
 from kitae.modules.qvalue import qvalue_factory
+from kitae.modules.recurrent import core_state_size
 from kitae.modules.train_state import TrainState
-from kitae.off_policy import OffPolicyAgent
 from kitae.schedules import LinearSchedule, off_policy_gradient_steps
 from kitae.timesteps import compute_n_step_return, compute_td_targets
 from kitae.types import Params
@@ -141,11 +142,32 @@ class DQNParams(QLearningParams):
     (results in ``benchmarks/README.md``). The RL-Zoo configuration is in
     ``benchmarks/dqn_cartpole.py``.
 
+    ``torso="lstm"`` makes the agent recurrent (an LSTM core between the MLP torso and the Q head,
+    as in R2D2): acting carries the core state of each env, zeroed at episode starts, every stored
+    transition keeps the state it was acted from, and training replays windows of
+    ``sequence_length`` steps that restart from the stored state, warm the cores up for
+    ``burn_in`` steps, then learn from double-Q (``double_q``) ``n_step`` returns. It runs
+    :mod:`kitae.algos.r2d2`'s factories on the equivalent R2D2 params (see
+    :func:`kitae.algos.r2d2.recurrent_q_config`).
+
     Attributes:
         loss: ``"huber"`` or ``"mse"``.
+        torso: ``"mlp"`` (feed-forward) or ``"lstm"`` (recurrent).
+        lstm_size: hidden units of the LSTM core (``torso="lstm"``).
+        sequence_length: steps per replayed window, burn-in included (``torso="lstm"`` only;
+            ``None`` there means 20).
+        burn_in: leading steps of each window that only warm the cores up (``torso="lstm"``).
     """
 
     loss: str = "mse"
+    torso: str = "mlp"
+    lstm_size: int = 64
+    sequence_length: int | None = None
+    burn_in: int = 4
+
+    def __post_init__(self) -> None:
+        if self.torso == "lstm" and self.sequence_length is None:
+            self.sequence_length = 20
 
     def validate(self, config: AlgoConfig) -> None:
         super().validate(config)
@@ -153,6 +175,50 @@ class DQNParams(QLearningParams):
             raise ValueError(
                 f"algo_params.loss={self.loss!r} is invalid: use one of {list(LOSSES)}."
             )
+        check_torso(self, config)
+
+
+TORSOS = ("mlp", "lstm")
+
+
+def check_torso(params: DQNParams, config: AlgoConfig) -> None:
+    """Validates ``torso``, ``lstm_size``, ``sequence_length`` and ``burn_in`` of ``params``.
+
+    Raises:
+        ValueError: naming the field: an unknown ``torso``; with ``"lstm"`` a ``lstm_size`` below
+            1, a ``sequence_length`` below 2 or longer than the replay buffer's slots per env, a
+            ``burn_in`` below 0 or not shorter than ``sequence_length``; with ``"mlp"`` a
+            ``sequence_length`` (windows of a feed-forward agent come from ``n_step``).
+    """
+    if params.torso not in TORSOS:
+        raise ValueError(f"algo_params.torso={params.torso!r} is invalid: use one of {TORSOS}.")
+    if params.torso == "mlp":
+        if params.sequence_length is not None:
+            raise ValueError(
+                f"algo_params.sequence_length={params.sequence_length!r} is only read with "
+                "torso='lstm': set torso='lstm', or leave it None (n_step sets the windows of a "
+                "feed-forward agent)."
+            )
+        return
+    check_int_param(params, "lstm_size", 1)
+    check_int_param(params, "sequence_length", 2)
+    check_int_param(params, "burn_in", 0)
+    if params.burn_in >= params.sequence_length:
+        raise ValueError(
+            f"algo_params.burn_in={params.burn_in} must be smaller than "
+            f"algo_params.sequence_length={params.sequence_length}: no step would be learned."
+        )
+    slots = config.update_cfg.max_buffer_size // config.env_cfg.n_envs
+    if params.sequence_length > slots:
+        raise ValueError(
+            f"algo_params.sequence_length={params.sequence_length} is longer than the replay "
+            f"buffer's {slots} slots per env; lower it or raise update_cfg.max_buffer_size."
+        )
+
+
+def is_recurrent(config: AlgoConfig) -> bool:
+    """Whether ``config`` describes a Q-learning agent with the LSTM torso."""
+    return getattr(config.algo_params, "torso", "mlp") == "lstm"
 
 
 class DQNBatch(NamedTuple):
@@ -331,7 +397,14 @@ def train_state_dqn_factory(
     preprocess_fn: Callable | None = None,
     tabulate: bool = False,
 ) -> TrainState:
-    """The Q-network's TrainState; ``target_params`` start equal to ``params``."""
+    """The Q-network's TrainState; ``target_params`` start equal to ``params`` (with
+    ``torso="lstm"``, R2D2's recurrent Q-network)."""
+    if is_recurrent(config):
+        from kitae.algos import r2d2
+
+        return r2d2.train_state_r2d2_factory(
+            key, r2d2.recurrent_q_config(config), preprocess_fn=preprocess_fn, tabulate=tabulate
+        )
     qvalue = build_q_network(config, qvalue_factory, preprocess_fn)
     return q_network_train_state(key, config, qvalue, [config.env_cfg.observation_space], tabulate)
 
@@ -349,8 +422,16 @@ def epsilon_greedy(
 
 def explore_factory(config: AlgoConfig) -> Callable:
     """``explore_fn(state, key, observations [B, ...], exploration) -> (actions, log_probs)``,
-    epsilon-greedy with ``epsilon = exploration`` among the valid actions of an action mask."""
-    del config
+    epsilon-greedy with ``epsilon = exploration`` among the valid actions of an action mask.
+
+    With ``torso="lstm"``: R2D2's ``explore_fn(state, key, observations, core_state,
+    exploration) -> (actions, log_probs, core_state)`` (see
+    :func:`kitae.algos.r2d2.explore_factory`).
+    """
+    if is_recurrent(config):
+        from kitae.algos import r2d2
+
+        return r2d2.explore_factory(r2d2.recurrent_q_config(config))
 
     def explore_fn(
         state: TrainState, key: jax.Array, observations: jax.Array, exploration: float | jax.Array
@@ -363,7 +444,15 @@ def explore_factory(config: AlgoConfig) -> Callable:
 
 def process_experience_factory(config: AlgoConfig) -> Callable:
     """``process_experience_fn(state, key, experience [B] or [B, n]) -> DQNBatch`` with TD
-    targets ``R + discount * Q_target(s', a*)``, ``a*`` from the online net when double-Q."""
+    targets ``R + discount * Q_target(s', a*)``, ``a*`` from the online net when double-Q.
+
+    With ``torso="lstm"``: R2D2's windows ``[B, L]`` with their stored core states (see
+    :func:`kitae.algos.r2d2.process_experience_factory`).
+    """
+    if is_recurrent(config):
+        from kitae.algos import r2d2
+
+        return r2d2.process_experience_factory(r2d2.recurrent_q_config(config))
     p: DQNParams = config.algo_params
 
     def process_experience_fn(
@@ -416,7 +505,21 @@ def q_learning_update_step(params: QLearningParams, sample_losses: Callable) -> 
 def update_step_factory(config: AlgoConfig) -> Callable:
     """``update_step_fn(state, key, DQNBatch) -> (state, info)``: one gradient step on the
     (importance-weighted) TD loss, then the periodic target update; priorities are ``|TD error|``.
+
+    With ``torso="lstm"``: R2D2's update on replayed windows (burn-in, n-step double-Q targets;
+    see :func:`kitae.algos.r2d2.update_step_factory`).
     """
+    if is_recurrent(config):
+        from kitae.algos import r2d2
+
+        return r2d2.update_step_factory(r2d2.recurrent_q_config(config))
+    return q_learning_update_step(config.algo_params, dqn_sample_losses(config))
+
+
+def dqn_sample_losses(config: AlgoConfig) -> Callable:
+    """``sample_losses(state, params, key, DQNBatch) -> (losses [B], td_errors [B], info)``:
+    DQN's per-sample TD losses of the online ``params`` (the loss :func:`update_step_factory`
+    minimises, see :func:`q_learning_update_step`)."""
     p: DQNParams = config.algo_params
     td_loss = LOSSES[p.loss]
 
@@ -428,14 +531,16 @@ def update_step_factory(config: AlgoConfig) -> Callable:
         losses = jax.vmap(td_loss)(q_taken, batch.target)
         return losses, batch.target - q_taken, {"qvalue_mean": q_taken.mean()}
 
-    return q_learning_update_step(p, sample_losses)
+    return sample_losses
 
 
-class DQN(OffPolicyAgent):
+class DQN(QActingAgent):
     """DQN agent (see :class:`DQNParams`).
 
     ``explore`` is epsilon-greedy with the linear schedule of ``DQNParams``;
-    ``select_action`` is greedy.
+    ``select_action`` is greedy. With ``torso="lstm"`` both carry the recurrent core state of the
+    ``N`` envs between calls, as :class:`~kitae.algos.r2d2.R2D2` does (see
+    :class:`~kitae.algos.q_acting.QActingAgent`).
     """
 
     params_type = DQNParams
@@ -461,13 +566,13 @@ class DQN(OffPolicyAgent):
         super().__init__(run_name, config, **kwargs)
         self.exploration = epsilon_schedule(config.algo_params, config.train_cfg.n_env_steps)
 
-    def explore(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
-        epsilon = traced_epsilon(self.exploration, self.hyperparams, self.env_steps)
-        return self.explore_fn(
-            self.acting_state, self.interact_keys(observation), observation, exploration=epsilon
-        )
+    @property
+    def recurrent(self) -> bool:
+        return is_recurrent(self.config)
 
-    def select_action(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
-        return self.explore_fn(
-            self.acting_state, self.interact_keys(observation), observation, exploration=0.0
-        )
+    @property
+    def core_state_width(self) -> int:
+        return core_state_size("lstm", self.config.algo_params.lstm_size)
+
+    def _epsilon(self) -> float | jax.Array:
+        return traced_epsilon(self.exploration, self.hyperparams, self.env_steps)

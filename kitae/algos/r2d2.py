@@ -19,7 +19,7 @@ See "Recurrent Experience Replay in Distributed Reinforcement Learning", Kapturo
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -27,7 +27,6 @@ from typing import Any, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import rlax
 
 from kitae.algos.dqn import (
@@ -39,6 +38,7 @@ from kitae.algos.dqn import (
     q_learning_update_step,
     traced_epsilon,
 )
+from kitae.algos.q_acting import QActingAgent
 from kitae.buffer import Experience
 from kitae.config import AlgoConfig, UpdateConfig, check_int_param
 from kitae.masking import action_mask, masked_argmax
@@ -51,7 +51,6 @@ from kitae.modules.recurrent import (
     recurrent_qvalue_factory,
 )
 from kitae.modules.train_state import TrainState
-from kitae.off_policy import OffPolicyAgent
 from kitae.schedules import off_policy_gradient_steps
 from kitae.types import Params
 
@@ -165,6 +164,46 @@ def build_recurrent_q_network(
     )
 
 
+def recurrent_q_config(config: AlgoConfig) -> AlgoConfig:
+    """The R2D2 config that runs a Q-learning agent with ``torso="lstm"`` (e.g.
+    ``DQNParams(torso="lstm")``): its shared Q-learning fields, an LSTM core of ``lstm_size``
+    units, its ``sequence_length``, ``burn_in`` and ``loss``, ``n_step`` double-Q targets (when
+    ``double_q``) without value rescaling, and R2D2's default window-priority mix.
+
+    This is how the feed-forward agents' factories serve their recurrent variant: one sequence
+    machinery (this module's factories), whatever agent's params describe it.
+    """
+    p = config.algo_params
+    shared = {f.name: getattr(p, f.name) for f in dataclasses.fields(QLearningParams) if f.init}
+    params = R2D2Params(
+        **shared,
+        cell="lstm",
+        core_size=p.lstm_size,
+        sequence_length=p.sequence_length,
+        burn_in=p.burn_in,
+        target="n_step",
+        value_rescaling=False,
+        loss=p.loss,
+    )
+    return dataclasses.replace(config, algo_params=params)
+
+
+def init_recurrent_q_network(
+    key: jax.Array,
+    config: AlgoConfig,
+    preprocess_fn: Callable | None = None,
+    tabulate: bool = False,
+) -> tuple[RecurrentQNetwork, Params]:
+    """The :class:`RecurrentQNetwork` of ``config`` and its params, initialised from ``key`` on a
+    one-step unroll of one observation."""
+    network = build_recurrent_q_network(config, preprocess_fn)
+    observations = dummy_observation(config.env_cfg.observation_space, (1, 1))
+    inputs = (observations, jnp.zeros((1, 1), bool), network.initial_state(1), observations)
+    if tabulate:
+        print(network.tabulate(key, *inputs, console_kwargs={"width": 120}))
+    return network, network.init(key, *inputs)
+
+
 def train_state_r2d2_factory(
     key: jax.Array,
     config: AlgoConfig,
@@ -173,12 +212,7 @@ def train_state_r2d2_factory(
     tabulate: bool = False,
 ) -> TrainState:
     """The recurrent Q-network's TrainState; ``target_params`` start equal to ``params``."""
-    network = build_recurrent_q_network(config, preprocess_fn)
-    observations = dummy_observation(config.env_cfg.observation_space, (1, 1))
-    inputs = (observations, jnp.zeros((1, 1), bool), network.initial_state(1), observations)
-    if tabulate:
-        print(network.tabulate(key, *inputs, console_kwargs={"width": 120}))
-    params = network.init(key, *inputs)
+    network, params = init_recurrent_q_network(key, config, preprocess_fn, tabulate)
     return TrainState.create(
         apply_fn=network.apply,
         params=params,
@@ -380,6 +414,13 @@ def update_step_factory(config: AlgoConfig) -> Callable:
     """``update_step_fn(state, key, R2D2Batch) -> (state, info)``: one gradient step on the
     importance-weighted window losses (:func:`r2d2_sequence_losses`), then the periodic target
     update; priorities are the windows' max/mean mixes of ``|TD error|``."""
+    return q_learning_update_step(config.algo_params, r2d2_sample_losses(config))
+
+
+def r2d2_sample_losses(config: AlgoConfig) -> Callable:
+    """``sample_losses(state, params, key, R2D2Batch) -> (losses [B], priorities [B], info)``:
+    the window losses of the online ``params`` (:func:`r2d2_sequence_losses`), the loss
+    :func:`update_step_factory` minimises."""
     p: R2D2Params = config.algo_params
 
     def sample_losses(state: TrainState, params: Params, key: jax.Array, batch: R2D2Batch):
@@ -388,10 +429,10 @@ def update_step_factory(config: AlgoConfig) -> Callable:
         info = {"qvalue_mean": out.q_taken.mean(), "td_error_abs": jnp.abs(out.td_error).mean()}
         return out.losses, out.priorities, info
 
-    return q_learning_update_step(p, sample_losses)
+    return sample_losses
 
 
-class R2D2(OffPolicyAgent):
+class R2D2(QActingAgent):
     """R2D2 agent (see :class:`R2D2Params`).
 
     ``explore`` is epsilon-greedy with the linear schedule of the params, ``select_action``
@@ -429,109 +470,18 @@ class R2D2(OffPolicyAgent):
     def __init__(self, run_name: str, config: AlgoConfig, **kwargs: Any):
         super().__init__(run_name, config, **kwargs)
         self.exploration = epsilon_schedule(config.algo_params, config.train_cfg.n_env_steps)
-        self._core_state = np.asarray(self.init_actor_state(config.env_cfg.n_envs))
-        self._core_before = self._core_state
-        self._eval_core_state: np.ndarray | None = None
-
-    # ---- acting state ----------------------------------------------------------------------
-    def init_actor_state(self, n_envs: int) -> jax.Array:
-        """Episode-start core states, zeros ``float32[n_envs, D]``."""
-        p: R2D2Params = self.config.algo_params
-        return jnp.zeros((n_envs, core_state_size(p.cell, p.core_size)), jnp.float32)
 
     @property
-    def core_state(self) -> np.ndarray:
-        """``[N, D]`` core state the next :meth:`explore` acts from."""
-        return self._core_state
+    def recurrent(self) -> bool:
+        return True
 
-    def reset_actor_state(self, mask: np.ndarray | None = None) -> None:
-        """Zeroes the training and evaluation core states (of the envs in ``bool[N]`` ``mask``,
-        default all), e.g. when episodes start outside the training loop."""
-        if mask is None:
-            self._core_state = np.zeros_like(self._core_state)
-            self._eval_core_state = None
-            return
-        mask = np.asarray(mask, bool)[:, None]
-        self._core_state = np.where(mask, 0.0, self._core_state).astype(np.float32)
-        if self._eval_core_state is not None:
-            self._eval_core_state = np.where(mask, 0.0, self._eval_core_state).astype(np.float32)
-
-    def on_env_reset(self) -> None:
-        self.reset_actor_state()
-
-    @contextlib.contextmanager
-    def preserved_keys(self):
-        """As :meth:`BaseAgent.preserved_keys`, and also restores the training core state;
-        :meth:`select_action` starts from a fresh core state inside."""
-        saved = (self._core_state, self._core_before)
-        self._eval_core_state = None
-        try:
-            with super().preserved_keys():
-                yield self
-        finally:
-            self._core_state, self._core_before = saved
-            self._eval_core_state = None
+    @property
+    def core_state_width(self) -> int:
+        p: R2D2Params = self.config.algo_params
+        return core_state_size(p.cell, p.core_size)
 
     def _epsilon(self) -> float | jax.Array:
         return traced_epsilon(self.exploration, self.hyperparams, self.env_steps)
-
-    def explore(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
-        actions, log_probs, core_state = self.explore_fn(
-            self.acting_state,
-            self.interact_keys(observation),
-            observation,
-            self._core_state,
-            exploration=self._epsilon(),
-        )
-        self._core_before, self._core_state = self._core_state, np.asarray(core_state)
-        return actions, log_probs
-
-    def select_action(self, observation: jax.Array) -> tuple[jax.Array, jax.Array]:
-        n = int(np.shape(jax.tree.leaves(observation)[0])[0])
-        core = self._eval_core_state
-        if core is None or core.shape[0] != n:
-            core = np.asarray(self.init_actor_state(n))
-        actions, log_probs, core = self.explore_fn(
-            self.acting_state, self.interact_keys(observation), observation, core, exploration=0.0
-        )
-        self._eval_core_state = np.asarray(core)
-        return actions, log_probs
-
-    def with_actor_state(self, experience: Experience) -> Experience:
-        """One vector step (leaves ``[N, ...]``) with the core state each env acted from
-        (``actor_state``, ``float32[N, D]``: the state before the last :meth:`explore`); then
-        zeroes the core state of the envs whose episode ended with it (``done`` or
-        ``truncated``). Loops that store transitions themselves call it once per step, after
-        :meth:`explore`."""
-        experience = experience._replace(actor_state=np.asarray(self._core_before))
-        ended = np.logical_or(np.asarray(experience.done), np.asarray(experience.truncated))
-        if ended.any():
-            self._core_state = np.where(ended[:, None], 0.0, self._core_state).astype(np.float32)
-        self._core_before = self._core_state
-        return experience
-
-    def store_transition(self, experience: Experience) -> None:
-        """Stages one vector step with the core state it was acted from, then zeroes the core
-        state of the envs whose episode ended (see :meth:`with_actor_state`)."""
-        super().store_transition(self.with_actor_state(experience))
-
-    def act_fn(self, greedy: bool = False) -> Callable:
-        """A pure ``(state, key, observations, env_steps, hyperparams, core_state) -> (actions,
-        log_probs, core_state)`` for the compiled loop (see
-        :class:`~kitae.compiled.RunnerState`)."""
-
-        def act(state, key, observations, env_steps, hyperparams, core_state):
-            with self.tracing(state, key, env_steps, hyperparams):
-                epsilon = 0.0 if greedy else self._epsilon()
-                return self.explore_fn(
-                    self.acting_state,
-                    self.interact_keys(observations),
-                    observations,
-                    core_state,
-                    exploration=epsilon,
-                )
-
-        return act
 
 
 __all__ = [
@@ -540,8 +490,11 @@ __all__ = [
     "R2D2Batch",
     "SequenceLosses",
     "explore_factory",
+    "init_recurrent_q_network",
     "process_experience_factory",
+    "r2d2_sample_losses",
     "r2d2_sequence_losses",
+    "recurrent_q_config",
     "sequence_targets",
     "train_state_r2d2_factory",
     "update_step_factory",
