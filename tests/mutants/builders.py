@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import kitae.algos.q_acting as q_acting
 import kitae.builders as builders
+import kitae.compiled as compiled
 from mutants import mutant
 
 BUILDERS = "tests/test_builders.py::test_each_of_the_five_builders_is_used"
@@ -22,7 +23,7 @@ def _(monkeypatch):
         kwargs.pop("make_optimizer", None)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(builders, "resolve_train_pieces", resolve_train_pieces)
+    monkeypatch.setattr(compiled, "_TRAIN_PIECES_RESOLVER", resolve_train_pieces)
 
 
 @mutant(
@@ -37,7 +38,7 @@ def _(monkeypatch):
         kwargs.pop("make_actor", None)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(builders, "resolve_train_pieces", resolve_train_pieces)
+    monkeypatch.setattr(compiled, "_TRAIN_PIECES_RESOLVER", resolve_train_pieces)
 
 
 @mutant(
