@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from kitae import guards
 from kitae.actor_learner import ActorLearner, VectorStep
 from kitae.buffer import (
     Experience,
@@ -584,6 +585,7 @@ class BaseAgent(IAgent):
         else:
             obs, reset_infos = env.reset(seed=None if self._env_seeded else self.config.seed)
             check_info_mask(reset_infos, self.config.env_cfg.observation_space)
+            guards.check_observations(self, obs, env.single_observation_space, n_envs, "at reset")
             self._env_seeded = True
             self.tracker.returns[:] = 0.0
             self.tracker.lengths[:] = 0
@@ -602,8 +604,11 @@ class BaseAgent(IAgent):
             self._check_eval_env()
         last_eval = self.env_steps // eval_every if eval_every > 0 else 0
         steps = self._vector_steps(env, obs, n_vector_steps)
-        with contextlib.closing(steps):
+        with contextlib.closing(steps), guards.explain_env_errors(self):
             for i, step in enumerate(steps, 1):
+                if guards.skip_non_finite(self, step, i):  # raises unless non_finite="skip"
+                    obs = step.next_observation
+                    continue
                 obs, actions, log_probs, next_obs, rewards, terminated, truncated, infos = step
                 ended = np.logical_or(terminated, truncated)
                 for ep_return, ep_length in self.tracker.step(rewards, ended):
@@ -632,6 +637,7 @@ class BaseAgent(IAgent):
                     last_save, saved_at = self.env_steps // save_every, self.env_steps
                     self.save()
                 if i % log_every == 0 and self.last_info:
+                    guards.check_divergence(self)
                     now = time.perf_counter()
                     sps = (self.env_steps - log_steps) / max(now - log_time, 1e-9)
                     log_time, log_steps = now, self.env_steps
@@ -647,7 +653,10 @@ class BaseAgent(IAgent):
                     bar.set_postfix(
                         sps=f"{sps:,.0f}", ret=f"{self.tracker.recent_mean:.1f}", refresh=False
                     )
+                if guards.stop_requested():  # a signal asked to stop (see kitae.guards)
+                    break
         bar.close()
+        guards.check_divergence(self)
         self._env_source, self._env, self._observation = source, env, obs
         if save_every and saved_at != self.env_steps:
             self.save()
@@ -753,7 +762,7 @@ class BaseAgent(IAgent):
         counts it, ``last_info`` keeps its diagnostics."""
         self._acting_state = None
         self.n_updates += 1
-        self.last_info = info
+        self.last_info = guards.record_update(self, info)
 
     def zero_update_message(self, n_env_steps: int) -> str:
         """Why ``train(n_env_steps)`` would perform no update (the error :meth:`train` raises)."""
@@ -781,6 +790,7 @@ class BaseAgent(IAgent):
         """
         from kitae.checkpoint import save_agent
 
+        guards.check_before_saving(self)
         return save_agent(self, path, include_buffer=include_buffer, keep=keep)
 
     def restore(self, path: str | Path) -> Path:
@@ -1087,7 +1097,8 @@ def make_off_policy_update(
                 return state, info
 
             state, infos = jax.lax.scan(read_only, state, jax.random.split(sub, n_epochs))
-        return state, buffer_state, key, jax.tree.map(jnp.mean, infos)
+        info = guards.with_nonfinite_flags(state, jax.tree.map(jnp.mean, infos))
+        return state, buffer_state, key, info
 
     return update
 
@@ -1132,7 +1143,7 @@ def make_on_policy_update(
             )
 
         state, infos = jax.lax.scan(epoch, state, jax.random.split(k_epochs, n_epochs))
-        return state, key, jax.tree.map(jnp.mean, infos)
+        return state, key, guards.with_nonfinite_flags(state, jax.tree.map(jnp.mean, infos))
 
     return update
 

@@ -135,6 +135,11 @@ class TrainConfig:
         actor_queue_steps: with ``actor_learner``, vector steps the actor may have sent ahead of
             the learner (bounds the memory of the queue; the actor needs about one update
             period of them to overlap an update).
+        non_finite: gymnasium loop: what a NaN or infinite observation or reward (a ``None``
+            reward reads as NaN) does: ``"raise"`` stops with an error naming the env, the env
+            step and the quantity; ``"skip"`` drops the vector step that holds it (not stored
+            nor counted; the agent's unfinished trajectories end there). See
+            :mod:`kitae.guards`.
     """
 
     n_env_steps: int = 100_000
@@ -149,6 +154,7 @@ class TrainConfig:
     actor_learner: bool = False
     max_staleness: int = 1
     actor_queue_steps: int = 1024
+    non_finite: str = "raise"
 
 
 @dataclass
@@ -403,6 +409,9 @@ def validate_config(config: AlgoConfig) -> None:
         _fail("train_cfg.actor_learner", t.actor_learner, "it must be True or False.")
     check_int("train_cfg.max_staleness", t.max_staleness, 0)
     check_int("train_cfg.actor_queue_steps", t.actor_queue_steps, 1)
+    from kitae.guards import check_non_finite_mode
+
+    check_non_finite_mode(t.non_finite)
 
     e = config.env_cfg
     check_int("env_cfg.n_envs", e.n_envs, 1)
