@@ -1048,7 +1048,8 @@ def make_off_policy_update(
 
     Each of the ``n_epochs`` scan iterations samples ``batch_size`` transitions (windows of
     ``sequence_length`` transitions when given), processes them and applies one
-    ``update_step_fn``; ``info`` is averaged over iterations. With a
+    ``update_step_fn``; ``info`` is averaged over iterations and gets the non-finite flags of
+    :func:`kitae.guards.with_nonfinite_flags` (``info["nonfinite"]``). With a
     :class:`~kitae.buffer.PrioritizedReplayBuffer`, sampling is proportional to priority, the
     importance weights go into the processed batch's ``weight`` field, and the update's
     ``info["td_error"]`` is written back as priorities. ``buffer_state`` comes back unchanged for
@@ -1112,7 +1113,8 @@ def make_on_policy_update(
     rollout)``, when given, runs first on the whole rollout (e.g.
     :func:`kitae.normalization.normalize_rollout`). ``process_experience_fn`` is vmapped over envs
     (it sees ``[T, ...]``), its output is flattened to ``[T * N, ...]``, then ``n_epochs`` passes
-    of shuffled minibatches of ``batch_size`` each apply one ``update_step_fn``.
+    of shuffled minibatches of ``batch_size`` each apply one ``update_step_fn``; ``info`` is
+    averaged and gets the non-finite flags of :func:`kitae.guards.with_nonfinite_flags`.
     """
 
     def update(state, rollout, key):

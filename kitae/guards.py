@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import re
 import signal
@@ -295,6 +296,18 @@ def find_non_finite(
     return None
 
 
+def _plainly_finite(step: Any) -> bool:
+    """``True`` if no episode ended in ``step`` (no ``final_obs``, which same-step autoreset
+    reports only then) and its rewards and (array) next observations sum to finite values, which
+    no NaN or infinity allows: the per-step fast path."""
+    obs, rewards = step.next_observation, step.reward
+    if not isinstance(obs, np.ndarray) or not isinstance(rewards, np.ndarray):
+        return False
+    if rewards.dtype.kind != "f" or "final_obs" in step.infos:
+        return False
+    return math.isfinite(rewards.sum()) and (obs.dtype.kind != "f" or math.isfinite(obs.sum()))
+
+
 def skip_non_finite(agent: Any, step: Any, index: int) -> bool:
     """Checks one vector step of the gymnasium loop; ``True`` if it must be skipped.
 
@@ -313,6 +326,8 @@ def skip_non_finite(agent: Any, step: Any, index: int) -> bool:
     Raises:
         NonFiniteEnvDataError: naming the env id, the env step and the quantity (mode "raise").
     """
+    if index > 1 and _plainly_finite(step) and not agent.__dict__.get("_skipped_last"):
+        return False  # the common case: one sum per array, no episode ended
     space, n_envs = agent.config.env_cfg.observation_space, agent.config.env_cfg.n_envs
     if index == 1:
         where = f"at env step {agent.env_steps + n_envs}"
