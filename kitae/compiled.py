@@ -792,7 +792,7 @@ def train_agent_compiled(
     for _ in range(trainer.n_chunks):
         runner, metrics = run_chunk(runner)
         row = jax.device_get(metrics)
-        guards.raise_if_diverged(agent, row.divergence)
+        guards.raise_if_diverged(agent, row)
         check_frame_stacks(runner.buffer_state)
         episodes += int(row.n_episodes)
         updates += int(row.n_updates)

@@ -1,12 +1,13 @@
 """Guards of the training loops: divergence, non-finite env data, env shapes and interruption.
 
 * **Divergence.** The compiled update of both update builders ends with
-  :func:`with_nonfinite_flags`: ``info[NONFINITE_KEY]`` holds one ``float32`` flag per quantity
-  (each info entry, such as ``loss``; ``params``, every float leaf of the state outside the
-  optimizer states; ``optimizer_state``, the optimizer moments, which any non-finite gradient
-  reaches), ``1.0`` where it is not finite. Nothing is read on the host per update: the
-  gymnasium loop queues the flags (:func:`record_update`) and reads them at log intervals, before
-  every checkpoint and at the end (:func:`check_divergence`); the compiled loop keeps the first
+  :func:`with_nonfinite_flags`: ``info[NONFINITE_KEY]`` is a ``float32`` vector with one flag
+  per quantity named by :func:`flag_names` (each info entry, such as ``loss``; ``params``,
+  every float leaf of the state outside the optimizer states; ``optimizer_state``, the
+  optimizer moments, which any non-finite gradient reaches), ``1.0`` where it is not finite.
+  Nothing is read on the host per update: the gymnasium loop queues the flags
+  (:func:`record_update`) and reads them at log intervals, before every checkpoint and at the
+  end (:func:`check_divergence`); the compiled loop keeps the first
   flagged step in its chunk carry (:func:`first_divergence`) and reads it with the chunk's
   metrics (:func:`raise_if_diverged`). Either raises :class:`DivergenceError` naming the env step
   and the quantities, before any checkpoint of the non-finite parameters is written.
@@ -46,7 +47,8 @@ from flax import struct
 from kitae.modules.train_state import TrainState
 
 NONFINITE_KEY = "nonfinite"
-"""The ``info`` entry holding the update's non-finite flags (``{quantity: float32}``)."""
+"""The ``info`` entry holding the update's non-finite flags (``float32[Q]``, see
+:func:`flag_names`)."""
 NON_FINITE_MODES = ("raise", "skip")
 """Values of ``train_cfg.non_finite``."""
 MAX_PENDING_UPDATES = 1024
@@ -80,7 +82,14 @@ def _all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(checks)) if checks else jnp.ones((), bool)
 
 
-def nonfinite_flags(state: Any, info: Mapping[str, Any]) -> dict[str, jax.Array]:
+def flag_names(info: Mapping[str, Any]) -> list[str]:
+    """The quantities flagged for an update with diagnostics ``info``, in the order of the
+    flags: the sorted ``info`` keys (without :data:`NONFINITE_KEY`), ``params`` and
+    ``optimizer_state``."""
+    return sorted(str(k) for k in info if k != NONFINITE_KEY) + ["params", "optimizer_state"]
+
+
+def nonfinite_flags(state: Any, info: Mapping[str, Any]) -> jax.Array:
     """Which quantities of an update are not finite.
 
     Args:
@@ -88,20 +97,20 @@ def nonfinite_flags(state: Any, info: Mapping[str, Any]) -> dict[str, jax.Array]
         info: the update's diagnostics (scalars or arrays).
 
     Returns:
-        ``{name: float32[]}``, ``1.0`` where some value is NaN or infinite: one entry per ``info``
-        key, ``params`` (every float leaf of the state outside optimizer states: parameters,
-        target parameters, statistics) and ``optimizer_state``.
+        ``float32[Q]``, ``1.0`` where some value of the quantity is NaN or infinite, for the
+        ``Q`` quantities of :func:`flag_names`: each ``info`` entry, ``params`` (every float leaf
+        of the state outside optimizer states: parameters, target parameters, statistics) and
+        ``optimizer_state`` (which a non-finite gradient reaches). One array, so that reading
+        the flags of an update is one transfer.
     """
     nodes = jax.tree.leaves(state, is_leaf=_is_train_state)
     train_states = [s for s in nodes if _is_train_state(s)]
     others = [s for s in nodes if not _is_train_state(s)]
     params = [s.replace(opt_state=None, tx=None) for s in train_states] + others
-    quantities = {
-        **{str(k): v for k, v in info.items() if k != NONFINITE_KEY},
-        "params": params,
-        "optimizer_state": [s.opt_state for s in train_states],
-    }
-    return {k: (~_all_finite(v)).astype(jnp.float32) for k, v in quantities.items()}
+    values = {str(k): v for k, v in info.items() if k != NONFINITE_KEY}
+    quantities = [values[name] for name in sorted(values)]
+    quantities += [params, [s.opt_state for s in train_states]]
+    return jnp.stack([~_all_finite(q) for q in quantities]).astype(jnp.float32)
 
 
 def with_nonfinite_flags(state: Any, info: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,8 +123,8 @@ def without_flags(info: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in info.items() if k != NONFINITE_KEY}
 
 
-def _flagged(flags: Mapping[str, Any]) -> list[str]:
-    return [name for name, value in flags.items() if float(value) > 0]
+def _flagged(names: list[str], flags: np.ndarray) -> list[str]:
+    return [name for name, value in zip(names, np.asarray(flags), strict=True) if value > 0]
 
 
 def _divergence_message(agent: Any, env_steps: int, names: list[str]) -> str:
@@ -140,18 +149,18 @@ class DivergenceRecord:
 
     Attributes:
         env_steps: ``int32[]`` transitions collected at that update; ``-1`` if none.
-        flags: ``{name: float32[]}`` its non-finite flags (see :func:`nonfinite_flags`).
+        flags: ``float32[Q]`` its non-finite flags (see :func:`nonfinite_flags`).
     """
 
     env_steps: jax.Array
-    flags: dict
+    flags: jax.Array
 
 
 def no_divergence(info: Mapping[str, Any]) -> DivergenceRecord:
     """The empty :class:`DivergenceRecord` for updates whose info looks like ``info``."""
     return DivergenceRecord(
         env_steps=-jnp.ones((), jnp.int32),
-        flags=jax.tree.map(jnp.zeros_like, dict(info[NONFINITE_KEY])),
+        flags=jnp.zeros_like(info[NONFINITE_KEY]),
     )
 
 
@@ -160,30 +169,33 @@ def first_divergence(
 ) -> DivergenceRecord:
     """``record``, or the flags of ``info`` at ``env_steps`` if they are the first raised."""
     flags = info[NONFINITE_KEY]
-    first = (record.env_steps < 0) & jnp.any(jnp.stack(jax.tree.leaves(flags)) > 0)
+    first = (record.env_steps < 0) & jnp.any(flags > 0)
     return DivergenceRecord(
         env_steps=jnp.where(first, env_steps.astype(jnp.int32), record.env_steps),
-        flags=jax.tree.map(lambda old, new: jnp.where(first, new, old), record.flags, flags),
+        flags=jnp.where(first, flags, record.flags),
     )
 
 
-def raise_if_diverged(agent: Any, record: DivergenceRecord | None) -> None:
-    """Raises :class:`DivergenceError` if the (host) ``record`` holds a divergence.
+def raise_if_diverged(agent: Any, metrics: Any) -> None:
+    """Raises :class:`DivergenceError` if a compiled chunk's (host) metrics row holds a
+    divergence (``metrics.divergence``, a :class:`DivergenceRecord`; ``metrics.info`` gives the
+    flags' names).
 
     Raises:
         DivergenceError: naming the env step and the non-finite quantities.
     """
+    record = metrics.divergence
     if record is not None and int(record.env_steps) >= 0:
-        raise DivergenceError(
-            _divergence_message(agent, int(record.env_steps), _flagged(record.flags))
-        )
+        names = _flagged(flag_names(metrics.info), record.flags)
+        raise DivergenceError(_divergence_message(agent, int(record.env_steps), names))
 
 
 class DivergenceMonitor:
     """The gymnasium loop's queue of update flags, read at log intervals and checkpoints."""
 
     def __init__(self) -> None:
-        self.pending: list[tuple[int, dict[str, jax.Array]]] = []
+        self.pending: list[tuple[int, jax.Array]] = []
+        self.names: list[str] = []
 
 
 def monitor(agent: Any) -> DivergenceMonitor:
@@ -198,9 +210,11 @@ def record_update(agent: Any, info: Mapping[str, Any]) -> dict[str, Any]:
     flags = info.get(NONFINITE_KEY)
     if flags is None:
         return dict(info)
-    queue = monitor(agent).pending
-    queue.append((int(agent.env_steps), flags))
-    if len(queue) >= MAX_PENDING_UPDATES:
+    queue = monitor(agent)
+    if not queue.names:
+        queue.names = flag_names(info)
+    queue.pending.append((int(agent.env_steps), flags))
+    if len(queue.pending) >= MAX_PENDING_UPDATES:
         check_divergence(agent)
     return without_flags(info)
 
@@ -211,15 +225,15 @@ def check_divergence(agent: Any) -> None:
     Raises:
         DivergenceError: naming the first update's env step and its non-finite quantities.
     """
-    queue = monitor(agent).pending
-    if not queue:
+    queue = monitor(agent)
+    if not queue.pending:
         return
-    pending, queue[:] = list(queue), []
-    values = jax.device_get([flags for _, flags in pending])
-    for (env_steps, _), flags in zip(pending, values, strict=True):
-        names = _flagged(flags)
-        if names:
-            raise DivergenceError(_divergence_message(agent, env_steps, names))
+    pending, queue.pending = queue.pending, []
+    values = np.stack(jax.device_get([flags for _, flags in pending]))
+    bad = np.flatnonzero(values.max(axis=1) > 0)
+    if bad.size:
+        names = _flagged(queue.names, values[bad[0]])
+        raise DivergenceError(_divergence_message(agent, pending[bad[0]][0], names))
 
 
 def check_before_saving(agent: Any, state: Any = None) -> None:
@@ -546,6 +560,7 @@ __all__ = [
     "NonFiniteEnvDataError",
     "EnvShapeError",
     "DivergenceRecord",
+    "flag_names",
     "nonfinite_flags",
     "with_nonfinite_flags",
     "without_flags",
