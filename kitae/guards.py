@@ -531,26 +531,26 @@ def exit_if_stopped(agent: Any, run_dir: str | Path) -> None:
 def interruptible(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Decorates a command-line command: SIGINT / SIGTERM stop its training at a consistent
     point (:func:`stop_on_signals`; not for ``distributed=`` runs, whose processes stop together
-    only at the end) and a :class:`DivergenceError` exits with a one-line error (status 1)."""
+    only at the end; a signal received after the run's checkpoint was saved still sets the exit
+    status) and a :class:`DivergenceError` exits with a one-line error (status 1)."""
 
     def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def run(*args: Any, **kwargs: Any) -> Any:
-            signals = nullcontext_if(kwargs.get("distributed") is not None)
+            distributed = kwargs.get("distributed") is not None
+            signals = contextlib.nullcontext() if distributed else stop_on_signals()
             try:
                 with signals:
-                    return fn(*args, **kwargs)
+                    result = fn(*args, **kwargs)
+                    if stop_requested():  # a signal that came after the checkpoint was saved
+                        raise SystemExit(128 + stop_requested())
+                    return result
             except DivergenceError as error:
                 raise SystemExit(f"kitae {command}: error: {error}") from None
 
         return run
 
     return decorate
-
-
-def nullcontext_if(condition: bool) -> contextlib.AbstractContextManager[None]:
-    """``contextlib.nullcontext()`` if ``condition``, else :func:`stop_on_signals`."""
-    return contextlib.nullcontext() if condition else stop_on_signals()
 
 
 __all__ = [
