@@ -27,6 +27,7 @@ import gymnasium as gym
 import jax
 import numpy as np
 
+from kitae import guards
 from kitae.buffer import Experience
 from kitae.config import (
     AlgoConfig,
@@ -395,7 +396,7 @@ class BaseAgent(GymnasiumLoop, IAgent):
         counts it, ``last_info`` keeps its diagnostics."""
         self._acting_state = None
         self.n_updates += 1
-        self.last_info = info
+        self.last_info = guards.record_update(self, info)
 
     def zero_update_message(self, n_env_steps: int) -> str:
         """Why ``train(n_env_steps)`` would perform no update (the error :meth:`train` raises)."""
@@ -423,6 +424,7 @@ class BaseAgent(GymnasiumLoop, IAgent):
         """
         from kitae.checkpoint import save_agent
 
+        guards.check_before_saving(self)
         return save_agent(self, path, include_buffer=include_buffer, keep=keep)
 
     def restore(self, path: str | Path) -> Path:

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 from tqdm.auto import tqdm
 
+from kitae import guards
 from kitae.buffer import Experience, PrioritizedSampling
 from kitae.checkpoint import checkpoint_interval, restore_runner, save_agent
 from kitae.config import AlgoConfig, validate_config
@@ -98,6 +99,8 @@ class Metrics:
         n_episodes: how many episodes ended in the chunk.
         n_updates: update calls in the chunk.
         info: the update diagnostics averaged over the chunk's updates (NaN if none).
+        divergence: the chunk's first update with a non-finite quantity
+            (:class:`kitae.guards.DivergenceRecord`).
     """
 
     env_steps: jax.Array
@@ -106,6 +109,7 @@ class Metrics:
     n_episodes: jax.Array
     n_updates: jax.Array
     info: dict
+    divergence: Any = None
 
 
 @struct.dataclass
@@ -115,6 +119,7 @@ class _Accumulator:
     n_episodes: jax.Array
     n_updates: jax.Array
     info_sum: dict
+    divergence: Any = None
 
 
 def _largest_divisor_at_most(n: int, bound: int) -> int:
@@ -460,6 +465,7 @@ class CompiledTrain:
             n_episodes=acc.n_episodes + finished[2],
             n_updates=acc.n_updates + n_updates,
             info_sum=jax.tree.map(jnp.add, acc.info_sum, info_sum),
+            divergence=guards.first_divergence(acc.divergence, info_sum, runner.env_steps),
         )
         return (runner, acc), None
 
@@ -472,6 +478,7 @@ class CompiledTrain:
             n_episodes=jnp.zeros((), jnp.int32),
             n_updates=jnp.zeros((), jnp.int32),
             info_sum=zero_info,
+            divergence=guards.no_divergence(zero_info),
         )
         (runner, acc), _ = jax.lax.scan(self._iteration, (runner, acc), None, self.chunk_iterations)
         n_episodes = jnp.maximum(acc.n_episodes, 1)
@@ -484,8 +491,9 @@ class CompiledTrain:
             n_updates=acc.n_updates,
             info=jax.tree.map(
                 lambda s: jnp.where(acc.n_updates > 0, s / jnp.maximum(acc.n_updates, 1), nan),
-                acc.info_sum,
+                guards.without_flags(acc.info_sum),
             ),
+            divergence=acc.divergence,
         )
         if self.log_callback is not None:
             jax.debug.callback(self.log_callback, metrics)
@@ -762,6 +770,7 @@ def train_agent_compiled(
     for _ in range(trainer.n_chunks):
         runner, metrics = run_chunk(runner)
         row = jax.device_get(metrics)
+        guards.raise_if_diverged(agent, row)
         check_frame_stacks(runner.buffer_state)
         episodes += int(row.n_episodes)
         updates += int(row.n_updates)
@@ -787,6 +796,8 @@ def train_agent_compiled(
         if save_every and step // save_every > last_save:
             last_save, saved_at = step // save_every, step
             save_agent(agent, runner=runner, n_updates=agent.n_updates + updates)
+        if guards.stop_requested():  # a signal asked to stop (see kitae.guards)
+            break
     bar.close()
     train_s = time.perf_counter() - start
     agent.state = runner.agent_state

@@ -138,6 +138,11 @@ class TrainConfig:
         actor_queue_steps: with ``actor_learner``, vector steps the actor may have sent ahead of
             the learner (bounds the memory of the queue; the actor needs about one update
             period of them to overlap an update).
+        non_finite: gymnasium loop: what a NaN or infinite observation or reward (a ``None``
+            reward reads as NaN) does: ``"raise"`` stops with an error naming the env, the env
+            step and the quantity; ``"skip"`` drops the vector step that holds it (not stored
+            nor counted; the agent's unfinished trajectories end there). See
+            :mod:`kitae.guards`.
     """
 
     n_env_steps: int = 100_000
@@ -152,6 +157,7 @@ class TrainConfig:
     actor_learner: bool = False
     max_staleness: int = 1
     actor_queue_steps: int = 1024
+    non_finite: str = "raise"
 
 
 @dataclass
@@ -547,6 +553,19 @@ def check_tau(params: Any) -> None:
         )
 
 
+NON_FINITE_MODES = ("raise", "skip")
+"""Values of ``train_cfg.non_finite``."""
+
+
+def check_non_finite_mode(value: Any) -> None:
+    """Raises ``ValueError`` naming ``train_cfg.non_finite`` unless it is a known mode."""
+    if not isinstance(value, str) or value not in NON_FINITE_MODES:
+        raise ValueError(
+            f"train_cfg.non_finite={value!r} is invalid: use 'raise' (stop at a non-finite "
+            "observation or reward) or 'skip' (drop the vector steps holding one)."
+        )
+
+
 def validate_config(config: AlgoConfig) -> None:
     """Checks the generic parts of a config; raises ``ValueError`` naming the bad field.
 
@@ -598,6 +617,7 @@ def validate_config(config: AlgoConfig) -> None:
         _fail("train_cfg.actor_learner", t.actor_learner, "it must be True or False.")
     check_int("train_cfg.max_staleness", t.max_staleness, 0)
     check_int("train_cfg.actor_queue_steps", t.actor_queue_steps, 1)
+    check_non_finite_mode(t.non_finite)
 
     e = config.env_cfg
     check_int("env_cfg.n_envs", e.n_envs, 1)

@@ -26,6 +26,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from kitae import guards
 from kitae.actor_learner import ActorLearner, VectorStep
 from kitae.checkpoint import checkpoint_interval
 from kitae.compiled import train_agent_compiled
@@ -148,6 +149,7 @@ class GymnasiumLoop:
         else:
             obs, reset_infos = env.reset(seed=None if self._env_seeded else self.config.seed)
             check_info_mask(reset_infos, self.config.env_cfg.observation_space)
+            guards.check_observations(self, obs, env.single_observation_space, n_envs, "at reset")
             self._env_seeded = True
             self.tracker.returns[:] = 0.0
             self.tracker.lengths[:] = 0
@@ -166,8 +168,11 @@ class GymnasiumLoop:
             self._check_eval_env()
         last_eval = self.env_steps // eval_every if eval_every > 0 else 0
         steps = self._vector_steps(env, obs, n_vector_steps)
-        with contextlib.closing(steps):
+        with contextlib.closing(steps), guards.explain_env_errors(self):
             for i, step in enumerate(steps, 1):
+                if guards.skip_non_finite(self, step, i):  # raises unless non_finite="skip"
+                    obs = step.next_observation
+                    continue
                 obs, actions, log_probs, next_obs, rewards, terminated, truncated, infos = step
                 ended = np.logical_or(terminated, truncated)
                 for ep_return, ep_length in self.tracker.step(rewards, ended):
@@ -196,6 +201,7 @@ class GymnasiumLoop:
                     last_save, saved_at = self.env_steps // save_every, self.env_steps
                     self.save()
                 if i % log_every == 0 and self.last_info:
+                    guards.check_divergence(self)
                     now = time.perf_counter()
                     sps = (self.env_steps - log_steps) / max(now - log_time, 1e-9)
                     log_time, log_steps = now, self.env_steps
@@ -211,7 +217,10 @@ class GymnasiumLoop:
                     bar.set_postfix(
                         sps=f"{sps:,.0f}", ret=f"{self.tracker.recent_mean:.1f}", refresh=False
                     )
+                if guards.stop_requested():  # a signal asked to stop (see kitae.guards)
+                    break
         bar.close()
+        guards.check_divergence(self)
         self._env_source, self._env, self._observation = source, env, obs
         if save_every and saved_at != self.env_steps:
             self.save()

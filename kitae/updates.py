@@ -10,6 +10,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from kitae import guards
 from kitae.buffer import PrioritizedSampling, ReplayBuffer, make_replay_buffer
 from kitae.config import AlgoConfig
 from kitae.frame_replay import frame_stack_from_config
@@ -61,7 +62,8 @@ def make_off_policy_update(
 
     Each of the ``n_epochs`` scan iterations samples ``batch_size`` transitions (windows of
     ``sequence_length`` transitions when given), processes them and applies one
-    ``update_step_fn``; ``info`` is averaged over iterations. With a
+    ``update_step_fn``; ``info`` is averaged over iterations and gets the non-finite flags of
+    :func:`kitae.guards.with_nonfinite_flags` (``info["nonfinite"]``). With a
     :class:`~kitae.buffer.PrioritizedReplayBuffer`, sampling is proportional to priority, the
     importance weights go into the processed batch's ``weight`` field, and the update's
     ``info["td_error"]`` is written back as priorities. ``buffer_state`` comes back unchanged for
@@ -110,7 +112,8 @@ def make_off_policy_update(
                 return state, info
 
             state, infos = jax.lax.scan(read_only, state, jax.random.split(sub, n_epochs))
-        return state, buffer_state, key, jax.tree.map(jnp.mean, infos)
+        info = guards.with_nonfinite_flags(state, jax.tree.map(jnp.mean, infos))
+        return state, buffer_state, key, info
 
     return update
 
@@ -124,7 +127,8 @@ def make_on_policy_update(
     rollout)``, when given, runs first on the whole rollout (e.g.
     :func:`kitae.normalization.normalize_rollout`). ``process_experience_fn`` is vmapped over envs
     (it sees ``[T, ...]``), its output is flattened to ``[T * N, ...]``, then ``n_epochs`` passes
-    of shuffled minibatches of ``batch_size`` each apply one ``update_step_fn``.
+    of shuffled minibatches of ``batch_size`` each apply one ``update_step_fn``; ``info`` is
+    averaged and gets the non-finite flags of :func:`kitae.guards.with_nonfinite_flags`.
     """
 
     def update(state, rollout, key):
@@ -155,7 +159,7 @@ def make_on_policy_update(
             )
 
         state, infos = jax.lax.scan(epoch, state, jax.random.split(k_epochs, n_epochs))
-        return state, key, jax.tree.map(jnp.mean, infos)
+        return state, key, guards.with_nonfinite_flags(state, jax.tree.map(jnp.mean, infos))
 
     return update
 

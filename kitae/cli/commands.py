@@ -20,6 +20,7 @@ import numpy as np
 import tyro
 from tyro.conf import Positional
 
+from kitae import guards
 from kitae.cli.runs import (
     GYMNAX_PREFIX,
     PETTINGZOO_PREFIX,
@@ -202,6 +203,7 @@ def _report(algo: str, spec: Any, run_dir: Path, summary: dict, result: dict) ->
     return report
 
 
+@guards.interruptible("train")
 def run_training(
     algo: str,
     spec: Any,
@@ -250,6 +252,7 @@ def run_training(
         if hasattr(env, "close"):
             env.close()
     agent.save()
+    guards.exit_if_stopped(agent, run_dir)
     result = _evaluate_spec(agent, spec, run_dir, quiet)
     agent.logger.close()
     return _report(algo, spec, run_dir, summary, result)
@@ -484,6 +487,7 @@ class ResumeArgs:
     quiet: bool = False
 
 
+@guards.interruptible("resume")
 def resume_run(args: ResumeArgs) -> dict[str, Any]:
     """Resumes ``args.run_dir``: the agent, counters, schedules, keys and (when saved) its replay
     buffer come from the checkpoint (see :mod:`kitae.checkpoint`); logs are appended."""
@@ -509,6 +513,7 @@ def resume_run(args: ResumeArgs) -> dict[str, Any]:
             if hasattr(env, "close"):
                 env.close()
         agent.save()
+        guards.exit_if_stopped(agent, run_dir)
     else:
         print(f"{run_dir} already trained {agent.env_steps} transitions; evaluating only.")
     result = _evaluate_spec(agent, spec, run_dir, args.quiet)
