@@ -253,6 +253,13 @@ def test_train_resume_eval_and_plot_a_gymnasium_run(tmp_cwd, capsys):
     assert main(args) == 2
     assert "kitae resume" in capsys.readouterr().err
 
+    # --checkpoint picks an earlier checkpoint of the run (e.g. before a damaged one)
+    assert main(["resume", str(run), "--checkpoint", "step_9", "--quiet"]) == 2
+    assert "step_000000400, step_000000800" in capsys.readouterr().err
+    resume_400 = ["resume", str(run), "--checkpoint", "step_000000400", "--steps", "400"]
+    assert main([*resume_400, "--quiet"]) == 0
+    assert _report(capsys)["env_steps"] == 800  # 400 after step 400 (the latest would give 1200)
+
     # resume continues the counters from the checkpoint
     with pytest.warns(UserWarning, match="annealed to 0"):  # 1200 > the config's 800
         assert main(["resume", str(run), "--steps", "400", "--quiet"]) == 0

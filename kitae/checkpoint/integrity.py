@@ -78,9 +78,8 @@ def previous_checkpoint_hint(checkpoint: Path) -> str:
         return "No earlier checkpoint of this run exists to fall back on."
     previous = max(earlier)[1]
     return (
-        f"The previous checkpoint is {previous.name}: resume from it with "
-        f"Agent.resume('{previous}'), or remove {checkpoint} so that `kitae resume "
-        f"{root.parent}` continues from {previous.name}."
+        f"The previous checkpoint is {previous.name}: resume from it with `kitae resume "
+        f"{root.parent} --checkpoint {previous.name}` (or Agent.resume('{previous}'))."
     )
 
 

@@ -479,12 +479,31 @@ class ResumeArgs:
         steps: transitions to train for (default: up to the run's ``train_cfg.n_env_steps``).
         eval_episodes: greedy evaluation episodes at the end (default: the run's).
         quiet: no progress bars.
+        checkpoint: the checkpoint to continue from, a name in ``RUN_DIR/checkpoints`` such as
+            ``step_000004096`` (default: the latest); e.g. the one before a damaged checkpoint.
     """
 
     run_dir: Annotated[Positional[str], tyro.conf.arg(metavar="RUN_DIR")]
     steps: int | None = None
     eval_episodes: int | None = None
     quiet: bool = False
+    checkpoint: str | None = None
+
+
+def named_checkpoint(run_dir: Path, name: str) -> Path:
+    """``run_dir/checkpoints/<name>``, a complete checkpoint of the run.
+
+    Raises:
+        ValueError: naming ``--checkpoint`` and the run's checkpoints, if ``name`` is not one.
+    """
+    root = run_dir / "checkpoints"
+    available = sorted(p.name for p in root.glob("step_*") if (p / "meta.json").is_file())
+    if Path(name).name != name or not (root / name / "meta.json").is_file():
+        raise ValueError(
+            f"--checkpoint={name!r} is not a checkpoint of {run_dir}: use one of "
+            f"{', '.join(available) or '(none: the run has no complete checkpoint)'}."
+        )
+    return root / name
 
 
 @guards.interruptible("resume")
@@ -500,7 +519,9 @@ def resume_run(args: ResumeArgs) -> dict[str, Any]:
     if args.steps is not None:
         check_int("steps", args.steps, 1)
     cls = agent_class(algo)
-    agent = cls.resume(run_dir)
+    agent = cls.resume(
+        run_dir if args.checkpoint is None else named_checkpoint(run_dir, args.checkpoint)
+    )
     steps = args.steps
     if steps is None:
         steps = agent.config.train_cfg.n_env_steps - agent.env_steps
