@@ -16,7 +16,12 @@ def test_readme_commands_name_the_main_job_and_the_tests():
     text = README.read_text(encoding="utf-8")
     commands = re.findall(r"^```bash\n(.*?)^```", text, flags=re.M | re.S)
     assert "kitae train dqn --env CartPole-v1" in commands[0]
-    assert 'pip install -e ".[test]"' in commands[1] and "pytest" in commands[1]
+    install = re.search(r'pip install -e "(\.\[[a-z,]+\])"', commands[1])
+    assert install is not None and "python -m pytest -q" in commands[1]
+    # CI installs the same extras and runs the same test command
+    ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert f'pip install -q -e "{install.group(1)}"' in ci
+    assert "python -m pytest -q" in ci
 
 
 @pytest.mark.slow

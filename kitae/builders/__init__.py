@@ -219,8 +219,10 @@ def resolve_train_pieces(
         config: the agent's config.
         env: the JAX env (passed to ``make_agent`` and ``make_logger``).
         factories: the four factories given to ``make_train`` (``None`` where left out).
-        algo_type, explore_hyperparams, init_actor_state, log_callback: ``make_train``'s
-            arguments (``None``: the algorithm's, or the builders').
+        algo_type: ``make_train``'s argument (``None``: the algorithm's).
+        explore_hyperparams: ``make_train``'s argument (``None``: the algorithm's).
+        init_actor_state: ``make_train``'s argument (``None``: the algorithm's).
+        log_callback: ``make_train``'s argument (``None``: ``make_logger``'s, if given).
         builders: ``make_agent``, ``make_optimizer``, ``make_loss_fn_class``, ``make_actor``,
             ``make_logger`` (see the module doc).
 
