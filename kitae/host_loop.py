@@ -66,6 +66,34 @@ class GymnasiumLoop:
                 f"{env.single_action_space}; rebuild the agent with the env's spaces."
             )
 
+    def check_trainable(self, env: Any, n_env_steps: int) -> None:
+        """The checks :meth:`train` makes before its first step (callable before a run directory
+        exists, as ``kitae train`` does): the loop fits the env, and ``n_env_steps`` more
+        transitions perform at least one update.
+
+        Raises:
+            ValueError: for ``train_cfg.actor_learner`` on a JAX env, or a run too short for one
+                update (see :meth:`~kitae.agent.BaseAgent.zero_update_message`).
+        """
+        collected = n_env_steps
+        if is_jax_env(env):
+            if self.config.train_cfg.actor_learner:
+                raise ValueError(
+                    "train_cfg.actor_learner=True is for the gymnasium loop: on a JAX env the "
+                    "compiled path runs acting and updates in one program. Set "
+                    "train_cfg.actor_learner=False (--train-cfg.no-actor-learner)."
+                )
+            # the compiled loop collects whole iterations: n_envs transitions off-policy, one
+            # rollout on-policy
+            per_iteration = (
+                self.config.env_cfg.n_envs
+                if self.algo_type == "off_policy"
+                else self.config.update_cfg.max_buffer_size
+            )
+            collected = -(-n_env_steps // per_iteration) * per_iteration
+        if self.expected_updates(collected) == 0:
+            raise ValueError(self.zero_update_message(n_env_steps))
+
     def train(
         self,
         env: gym.Env | gym.vector.VectorEnv,
@@ -116,13 +144,7 @@ class GymnasiumLoop:
                     "callback is for the gymnasium loop; on a JAX env use "
                     "kitae.compiled.make_agent_train(..., log_callback=...)."
                 )
-            if self.config.train_cfg.actor_learner:
-                raise ValueError(
-                    "train_cfg.actor_learner=True is for the gymnasium loop: on a JAX env the "
-                    "compiled path runs acting and updates in one program. Set "
-                    "train_cfg.actor_learner=False."
-                )
-
+            self.check_trainable(env, n_env_steps)
             return train_agent_compiled(self, env, n_env_steps, progress_bar=progress_bar)
         save_every = checkpoint_interval(self)
         source = env
@@ -131,8 +153,7 @@ class GymnasiumLoop:
         self._check_env(env)
         if not continuing:
             self.on_env_reset()
-        if self.expected_updates(n_env_steps) == 0:
-            raise ValueError(self.zero_update_message(n_env_steps))
+        self.check_trainable(env, n_env_steps)
         if self.env_steps + n_env_steps > self.config.train_cfg.n_env_steps and (
             self.config.update_cfg.learning_rate_annealing
         ):

@@ -10,22 +10,15 @@ import jax
 import numpy as np
 import pytest
 from envs import make_vec
-from test_r2d2 import Recall
+from test_r2d2 import LEARN_UPDATE, Recall
 
 from kitae.algos import DQN, DQNParams
 from kitae.algos.r2d2 import recurrent_q_config
 from kitae.buffer import Experience
-from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, validate_config
+from kitae.config import AlgoConfig, EnvConfig, TrainConfig, validate_config
 from kitae.evaluation import evaluate
 
-UPDATE = UpdateConfig(
-    learning_rate=1e-3,
-    learning_rate_annealing=False,
-    max_grad_norm=10.0,
-    max_buffer_size=4_000,
-    batch_size=32,
-    n_epochs=1,
-)
+UPDATE = LEARN_UPDATE  # R2D2's small learning config
 SMALL = {
     "torso": "lstm",
     "lstm_size": 8,

@@ -201,6 +201,16 @@ def check_torso(params: DQNParams, config: AlgoConfig) -> None:
             )
         return
     check_int_param(params, "lstm_size", 1)
+    check_sequence_params(params, config)
+
+
+def check_sequence_params(params: Any, config: AlgoConfig) -> None:
+    """Validates the stored sequences of a recurrent Q-learner: ``sequence_length`` (>= 2, at
+    most the replay buffer's slots per env) and ``burn_in`` (>= 0, shorter than the sequence).
+
+    Raises:
+        ValueError: naming the field.
+    """
     check_int_param(params, "sequence_length", 2)
     check_int_param(params, "burn_in", 0)
     if params.burn_in >= params.sequence_length:

@@ -33,6 +33,7 @@ from kitae.algos.dqn import (
     LOSSES,
     QLearningParams,
     build_q_network,
+    check_sequence_params,
     epsilon_greedy,
     epsilon_schedule,
     q_learning_update_step,
@@ -107,19 +108,7 @@ class R2D2Params(QLearningParams):
                 f"algo_params.loss={self.loss!r} is invalid: use one of {list(LOSSES)}."
             )
         check_int_param(self, "core_size", 1)
-        check_int_param(self, "sequence_length", 2)
-        check_int_param(self, "burn_in", 0)
-        if self.burn_in >= self.sequence_length:
-            raise ValueError(
-                f"algo_params.burn_in={self.burn_in} must be smaller than "
-                f"algo_params.sequence_length={self.sequence_length}: no step would be learned."
-            )
-        slots = config.update_cfg.max_buffer_size // config.env_cfg.n_envs
-        if self.sequence_length > slots:
-            raise ValueError(
-                f"algo_params.sequence_length={self.sequence_length} is longer than the replay "
-                f"buffer's {slots} slots per env; lower it or raise update_cfg.max_buffer_size."
-            )
+        check_sequence_params(self, config)
         if not 0.0 <= self.td_lambda <= 1.0:
             raise ValueError(
                 f"algo_params.td_lambda={self.td_lambda!r} is invalid: it must be in [0, 1]."

@@ -1,18 +1,8 @@
 """kitae's Q-learning builders in jax-neurorl's shape (see :mod:`kitae.builders`): DQN's network,
 optimizer, loss and epsilon-greedy actor, feed-forward or recurrent (``DQNParams(torso="lstm")``,
-R2D2's sequence machinery), and a logger of the metrics rows.
-
-.. code-block:: python
-
-    make_train_preloaded = functools.partial(
-        make_train,
-        make_agent=qlearning.make_agent,
-        make_optimizer=qlearning.make_optimizer,
-        make_loss_fn_class=qlearning.make_loss_fn_class,
-        make_actor=qlearning.make_actor,
-        make_logger=qlearning.make_logger,
-    )
-    runner, metrics = jax.jit(make_train_preloaded(config, env))(key)
+R2D2's sequence machinery), and a logger of the metrics rows: preload them into
+:func:`kitae.compiled.make_train` with ``functools.partial`` as :mod:`kitae.builders` shows, then
+``runner, metrics = jax.jit(make_train_preloaded(config, env))(key)``.
 """
 
 from __future__ import annotations

@@ -71,34 +71,10 @@ def check_env_kind(algo: str, spec: Any) -> None:
 
 
 def check_trainable(agent: Any, env: Any, n_env_steps: int) -> None:
-    """The checks that ``agent.train(env, n_env_steps)`` makes before its first step, made
-    before a run directory exists: the agent's loop fits the env, and the run performs at least
-    one update.
-
-    Raises:
-        ValueError: for ``train_cfg.actor_learner`` on a JAX env, or a run too short for one
-            update (the agent's :meth:`~kitae.base.BaseAgent.zero_update_message`).
+    """The checks ``agent.train(env, n_env_steps)`` makes before its first step (see
+    :meth:`kitae.host_loop.GymnasiumLoop.check_trainable`), made before a run directory exists.
     """
-    from kitae.envs.jax_env import is_jax_env
-
-    config = agent.config
-    if is_jax_env(env):
-        if config.train_cfg.actor_learner:
-            raise ValueError(
-                "train_cfg.actor_learner=True is for the gymnasium loop: on a JAX env the "
-                "compiled path runs acting and updates in one program. Set "
-                "--train-cfg.no-actor-learner."
-            )
-        # the compiled loop collects whole iterations: n_envs transitions off-policy, one
-        # rollout on-policy
-        per_iteration = (
-            config.env_cfg.n_envs
-            if agent.algo_type == "off_policy"
-            else config.update_cfg.max_buffer_size
-        )
-        n_env_steps = -(-n_env_steps // per_iteration) * per_iteration
-    if agent.expected_updates(n_env_steps) == 0:
-        raise ValueError(agent.zero_update_message(config.train_cfg.n_env_steps))
+    agent.check_trainable(env, n_env_steps)
 
 
 def open_run_directory(agent: Any, run_dir: Path) -> None:
