@@ -13,7 +13,7 @@ from envs import make_vec
 from helpers import assert_trees_equal, trees_equal
 from test_r2d2 import Recall
 
-from kitae.algos import C51, IQN, QRDQN
+from kitae.algos import C51, IQN, QRDQN, iqn, r2d2
 from kitae.algos.r2d2 import R2D2Batch
 from kitae.config import AlgoConfig, EnvConfig, TrainConfig, UpdateConfig, validate_config
 from kitae.distributional import categorical_atoms, categorical_td_loss, qr_dqn_td_loss
@@ -187,6 +187,37 @@ def test_window_loss_is_the_feed_forward_loss_on_the_learned_steps_of_the_unroll
     np.testing.assert_allclose(info["loss_qvalue"], window_losses.mean(), rtol=1e-5)
     priorities = 0.9 * window_losses.max(1) + 0.1 * window_losses.mean(1)
     np.testing.assert_allclose(info["td_error"], priorities, rtol=1e-5)
+
+
+def test_iqn_window_loss_ignores_burn_in_steps_and_does_not_bootstrap_after_terminations():
+    """IQN samples its quantile levels, so its loss is checked by what must not change it."""
+    env = make_vec(lambda: Recall(), 2)
+    agent = IQN("iqn", make_config(IQN, env))
+    params = agent.state.params
+    other = jax.tree.map(lambda x: x * 0.8 + 0.05, params)
+    config = agent.config
+    window_losses = jax.jit(
+        r2d2.recurrent_head_sample_losses(
+            config, iqn.batch_factory(config), iqn.iqn_sample_losses(config)
+        )
+    )
+    key = jax.random.PRNGKey(3)
+
+    def loss(batch, target_params):
+        state = agent.state.replace(target_params=target_params)
+        return float(window_losses(state, params, key, batch)[0].mean())
+
+    batch = hand_batch()
+    value = loss(batch, other)
+    burn_changed = batch._replace(
+        reward=batch.reward.at[:, :2].add(5.0), action=batch.action.at[:, :2].set(1)
+    )
+    assert loss(burn_changed, other) == value
+    assert loss(batch._replace(reward=batch.reward.at[:, 2].add(5.0)), other) != value
+    # terminations at every learned step: the targets are the rewards, whatever the target net
+    ended = batch._replace(terminated=batch.terminated.at[:, 2:].set(True))
+    assert loss(ended, other) == loss(ended, params)
+    assert loss(batch, other) != loss(batch, params)
 
 
 # ---- validation --------------------------------------------------------------------------------

@@ -13,12 +13,16 @@ WINDOW_LOSS = (
     "tests/test_recurrent_distributional.py::"
     "test_window_loss_is_the_feed_forward_loss_on_the_learned_steps_of_the_unroll"
 )
+IQN_LOSS = (
+    "tests/test_recurrent_distributional.py::"
+    "test_iqn_window_loss_ignores_burn_in_steps_and_does_not_bootstrap_after_terminations"
+)
 
 
 @mutant(
     "recurrent-distributional-burn-in-in-loss",
     "the burn-in steps of a replayed window are learned like the others",
-    [WINDOW_LOSS],
+    [WINDOW_LOSS, IQN_LOSS],
 )
 def _(monkeypatch):
     original = r2d2.recurrent_head_sample_losses
@@ -33,7 +37,7 @@ def _(monkeypatch):
 @mutant(
     "recurrent-distributional-terminated-bootstraps",
     "a recurrent distributional target bootstraps after a termination (as after a truncation)",
-    [WINDOW_LOSS],
+    [WINDOW_LOSS, IQN_LOSS],
 )
 def _(monkeypatch):
     original = r2d2.window_n_step_returns
