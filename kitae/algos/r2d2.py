@@ -720,7 +720,6 @@ def recurrent_head_sample_losses(
             p.n_step,
         )  # [T', B]
         steps, width = returns.shape
-        steps, width = returns.shape
 
         def flat(x: jax.Array) -> jax.Array:  # [T', B, ...] -> [T' * B, ...]
             return x.reshape((steps * width, *x.shape[2:]))
