@@ -1,5 +1,5 @@
 """C51: categorical distributional Q-learning, with the DQN options (double-Q, dueling, n-step,
-prioritized replay, hard or Polyak targets).
+prioritized replay, hard or Polyak targets, the LSTM torso).
 
 See "A Distributional Perspective on Reinforcement Learning", Bellemare et al., 2017.
 """
@@ -13,12 +13,15 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
+from kitae.algos import r2d2
 from kitae.algos.dqn import (
     DQN,
-    QLearningParams,
+    BootstrapTransition,
+    TorsoParams,
     bootstrap_transition,
     build_q_network,
     epsilon_greedy,
+    is_recurrent,
     q_learning_update_step,
     q_network_train_state,
     select_bootstrap_actions,
@@ -33,8 +36,10 @@ from kitae.types import Params
 
 
 @dataclass
-class C51Params(QLearningParams):
-    """C51 hyperparameters (see :class:`~kitae.algos.dqn.QLearningParams` for the shared ones).
+class C51Params(TorsoParams):
+    """C51 hyperparameters (see :class:`~kitae.algos.dqn.QLearningParams` and
+    :class:`~kitae.algos.dqn.TorsoParams` for the shared ones; ``torso="lstm"`` learns each
+    replayed window's steps with the categorical loss below).
 
     Defaults: 51 atoms (Bellemare et al., 2017) on a ``[-100, 100]`` support, the range of
     Dopamine's classic-control C51 configurations, with kitae's DQN CartPole-v1 schedule.
@@ -86,48 +91,76 @@ def train_state_c51_factory(
     preprocess_fn: Callable | None = None,
     tabulate: bool = False,
 ) -> TrainState:
-    """The categorical Q-network's TrainState (logits ``[B, A, n_atoms]``)."""
+    """The categorical Q-network's TrainState (logits ``[B, A, n_atoms]``); with
+    ``torso="lstm"`` the categorical head on an LSTM core (see
+    :class:`~kitae.algos.r2d2.RecurrentHeadNetwork`)."""
     p: C51Params = config.algo_params
+    if is_recurrent(config):
+        network = r2d2.build_recurrent_head_network(
+            config, categorical_qvalue_factory, preprocess_fn, n_atoms=p.n_atoms
+        )
+        return r2d2.train_state_recurrent_head(key, config, network, (), tabulate)
     network = build_q_network(config, categorical_qvalue_factory, preprocess_fn, n_atoms=p.n_atoms)
     inputs = [config.env_cfg.observation_space]
     return q_network_train_state(key, config, network, inputs, tabulate)
 
 
+def q_values_factory(config: AlgoConfig) -> Callable:
+    """``q_values_fn(state, params, key, observations [B, ...]) -> [B, A]``: the expected values
+    of the categorical distributions of ``params`` (``key`` is unused)."""
+    p: C51Params = config.algo_params
+
+    def q_values_fn(state: TrainState, params: Params, key: jax.Array, observations: Any):
+        del key
+        atoms = categorical_atoms(p.v_min, p.v_max, p.n_atoms)
+        return categorical_q_values(state.apply_fn(params, observations), atoms)
+
+    return q_values_fn
+
+
 def explore_factory(config: AlgoConfig) -> Callable:
     """``explore_fn(state, key, observations [B, ...], exploration) -> (actions, log_probs)``,
-    epsilon-greedy on the expected values of the categorical distributions."""
-    p: C51Params = config.algo_params
+    epsilon-greedy on the expected values of the categorical distributions.
+
+    With ``torso="lstm"``: ``explore_fn(state, key, observations, core_state, exploration) ->
+    (actions, log_probs, core_state)`` (see
+    :func:`kitae.algos.r2d2.recurrent_head_explore_factory`).
+    """
+    q_values_fn = q_values_factory(config)
+    if is_recurrent(config):
+        return r2d2.recurrent_head_explore_factory(q_values_fn)
 
     def explore_fn(
         state: TrainState, key: jax.Array, observations: jax.Array, exploration: float | jax.Array
     ) -> tuple[jax.Array, jax.Array]:
-        atoms = categorical_atoms(p.v_min, p.v_max, p.n_atoms)
-        qvalues = categorical_q_values(state.apply_fn(state.params, observations), atoms)
+        qvalues = q_values_fn(state, state.params, key, observations)
         return epsilon_greedy(key, qvalues, exploration, action_mask(observations))
 
     return explore_fn
 
 
-def process_experience_factory(config: AlgoConfig) -> Callable:
-    """``process_experience_fn(state, key, experience [B] or [B, n]) -> C51Batch``: the target
-    network's distribution at the bootstrap action (online argmax of the means when double-Q)."""
+def batch_factory(config: AlgoConfig) -> Callable:
+    """``batch_fn(state, key, t: BootstrapTransition, next_target, mask_tp1) -> C51Batch``: the
+    target network's distribution at ``next_target`` ``[B, ...]``, at the bootstrap action (the
+    online argmax of the means at ``t.next_observation`` when double-Q, else the target's), among
+    the valid actions of ``mask_tp1`` (``bool[B, A]`` or ``None``)."""
     p: C51Params = config.algo_params
+    q_values_fn = q_values_factory(config)
 
-    def process_experience_fn(
-        state: TrainState, key: jax.Array, experience: Experience
+    def batch_fn(
+        state: TrainState,
+        key: jax.Array,
+        t: BootstrapTransition,
+        next_target: Any,
+        mask_tp1: jax.Array | None,
     ) -> C51Batch:
-        del key
         atoms = categorical_atoms(p.v_min, p.v_max, p.n_atoms)
-        t = bootstrap_transition(experience, p.gamma)
-        logits_target = state.apply_fn(state.target_params, t.next_observation)
+        logits_target = state.apply_fn(state.target_params, next_target)
         q_online = None
         if p.double_q:
-            q_online = categorical_q_values(state.apply_fn(state.params, t.next_observation), atoms)
+            q_online = q_values_fn(state, state.params, key, t.next_observation)
         next_actions = select_bootstrap_actions(
-            q_online,
-            categorical_q_values(logits_target, atoms),
-            p.double_q,
-            action_mask(t.next_observation),
+            q_online, categorical_q_values(logits_target, atoms), p.double_q, mask_tp1
         )
         logits_next = logits_target[jnp.arange(next_actions.shape[0]), next_actions]
         probs = jax.lax.stop_gradient(jax.nn.softmax(logits_next, axis=-1))
@@ -135,12 +168,34 @@ def process_experience_factory(config: AlgoConfig) -> Callable:
             t.observation, t.action, t.reward, t.discount, probs, jnp.ones_like(t.reward)
         )
 
+    return batch_fn
+
+
+def process_experience_factory(config: AlgoConfig) -> Callable:
+    """``process_experience_fn(state, key, experience [B] or [B, n]) -> C51Batch``: the target
+    network's distribution at the bootstrap action (online argmax of the means when double-Q).
+
+    With ``torso="lstm"``: R2D2's windows ``[B, L]`` with their stored core states (the targets
+    need the unrolls, so they are computed in the update step; see
+    :func:`kitae.algos.r2d2.process_experience_factory`).
+    """
+    if is_recurrent(config):
+        return r2d2.process_experience_factory(config)
+    p: C51Params = config.algo_params
+    batch_fn = batch_factory(config)
+
+    def process_experience_fn(
+        state: TrainState, key: jax.Array, experience: Experience
+    ) -> C51Batch:
+        t = bootstrap_transition(experience, p.gamma)
+        return batch_fn(state, key, t, t.next_observation, action_mask(t.next_observation))
+
     return process_experience_fn
 
 
-def update_step_factory(config: AlgoConfig) -> Callable:
-    """``update_step_fn(state, key, C51Batch) -> (state, info)``: one gradient step on the
-    cross-entropy to the projected target; priorities are the per-sample losses."""
+def c51_sample_losses(config: AlgoConfig) -> Callable:
+    """``sample_losses(state, params, key, C51Batch) -> (losses [B], losses [B], info)``: the
+    cross-entropies to the projected targets (also the priorities)."""
     p: C51Params = config.algo_params
 
     def sample_losses(state: TrainState, params: Params, key: jax.Array, batch: C51Batch):
@@ -158,7 +213,22 @@ def update_step_factory(config: AlgoConfig) -> Callable:
         q_taken = categorical_q_values(logits, atoms)[jnp.arange(losses.shape[0]), batch.action]
         return losses, losses, {"qvalue_mean": q_taken.mean()}
 
-    return q_learning_update_step(p, sample_losses)
+    return sample_losses
+
+
+def update_step_factory(config: AlgoConfig) -> Callable:
+    """``update_step_fn(state, key, C51Batch) -> (state, info)``: one gradient step on the
+    cross-entropy to the projected target; priorities are the per-sample losses.
+
+    With ``torso="lstm"``: on R2D2's windows, the same loss on each learned step of the unrolled
+    core outputs (see :func:`kitae.algos.r2d2.recurrent_head_sample_losses`).
+    """
+    sample_losses = c51_sample_losses(config)
+    if is_recurrent(config):
+        sample_losses = r2d2.recurrent_head_sample_losses(
+            config, batch_factory(config), sample_losses
+        )
+    return q_learning_update_step(config.algo_params, sample_losses)
 
 
 class C51(DQN):

@@ -133,25 +133,17 @@ class QLearningParams(AlgoParams, EncoderParams):
 
 
 @dataclass
-class DQNParams(QLearningParams):
-    """DQN hyperparameters (see :class:`QLearningParams` for the shared ones).
+class TorsoParams(QLearningParams):
+    """Q-learning params with a choice of torso, feed-forward or LSTM (DQN, C51, QR-DQN, IQN).
 
-    The defaults, with ``DQN.default_update_cfg`` and 4 envs, are kitae's CartPole-v1 setting,
-    chosen for reliability over seeds: double DQN with an MSE loss, Polyak targets (tau 0.01 every
-    gradient step), 2 gradient steps of 128 every 4 transitions and a learning rate annealed to 0
-    (results in ``benchmarks/README.md``). The RL-Zoo configuration is in
-    ``benchmarks/dqn_cartpole.py``.
-
-    ``torso="lstm"`` makes the agent recurrent (an LSTM core between the MLP torso and the Q head,
-    as in R2D2): acting carries the core state of each env, zeroed at episode starts, every stored
-    transition keeps the state it was acted from, and training replays windows of
+    ``torso="lstm"`` makes the agent recurrent (an LSTM core between the MLP torso and the Q
+    head, as in R2D2): acting carries the core state of each env, zeroed at episode starts, every
+    stored transition keeps the state it was acted from, and training replays windows of
     ``sequence_length`` steps that restart from the stored state, warm the cores up for
-    ``burn_in`` steps, then learn from double-Q (``double_q``) ``n_step`` returns. It runs
-    :mod:`kitae.algos.r2d2`'s factories on the equivalent R2D2 params (see
-    :func:`kitae.algos.r2d2.recurrent_q_config`).
+    ``burn_in`` steps, then learn from the agent's own ``n_step`` targets on the remaining steps
+    (see :mod:`kitae.algos.r2d2`).
 
     Attributes:
-        loss: ``"huber"`` or ``"mse"``.
         torso: ``"mlp"`` (feed-forward) or ``"lstm"`` (recurrent).
         lstm_size: hidden units of the LSTM core (``torso="lstm"``).
         sequence_length: steps per replayed window, burn-in included (``torso="lstm"`` only;
@@ -159,7 +151,6 @@ class DQNParams(QLearningParams):
         burn_in: leading steps of each window that only warm the cores up (``torso="lstm"``).
     """
 
-    loss: str = "mse"
     torso: str = "mlp"
     lstm_size: int = 64
     sequence_length: int | None = None
@@ -171,17 +162,42 @@ class DQNParams(QLearningParams):
 
     def validate(self, config: AlgoConfig) -> None:
         super().validate(config)
+        check_torso(self, config)
+
+
+@dataclass
+class DQNParams(TorsoParams):
+    """DQN hyperparameters (see :class:`QLearningParams` and :class:`TorsoParams` for the shared
+    ones).
+
+    The defaults, with ``DQN.default_update_cfg`` and 4 envs, are kitae's CartPole-v1 setting,
+    chosen for reliability over seeds: double DQN with an MSE loss, Polyak targets (tau 0.01 every
+    gradient step), 2 gradient steps of 128 every 4 transitions and a learning rate annealed to 0
+    (results in ``benchmarks/README.md``). The RL-Zoo configuration is in
+    ``benchmarks/dqn_cartpole.py``.
+
+    With ``torso="lstm"`` the agent learns from double-Q (``double_q``) ``n_step`` returns on
+    the replayed windows: it runs :mod:`kitae.algos.r2d2`'s factories on the equivalent R2D2
+    params (see :func:`kitae.algos.r2d2.recurrent_q_config`).
+
+    Attributes:
+        loss: ``"huber"`` or ``"mse"``.
+    """
+
+    loss: str = "mse"
+
+    def validate(self, config: AlgoConfig) -> None:
+        super().validate(config)
         if self.loss not in LOSSES:
             raise ValueError(
                 f"algo_params.loss={self.loss!r} is invalid: use one of {list(LOSSES)}."
             )
-        check_torso(self, config)
 
 
 TORSOS = ("mlp", "lstm")
 
 
-def check_torso(params: DQNParams, config: AlgoConfig) -> None:
+def check_torso(params: TorsoParams, config: AlgoConfig) -> None:
     """Validates ``torso``, ``lstm_size``, ``sequence_length`` and ``burn_in`` of ``params``.
 
     Raises:
