@@ -527,7 +527,10 @@ class RecurrentHeadNetwork(RecurrentQNetwork):
         """One unroll with the head on every step's core output.
 
         Args:
-            observations, resets, state, next_observations: as ``RecurrentQNetwork``'s.
+            observations: as ``RecurrentQNetwork``'s.
+            resets: as ``RecurrentQNetwork``'s.
+            state: as ``RecurrentQNetwork``'s.
+            next_observations: as ``RecurrentQNetwork``'s.
             head_args: per-row arguments of the head for the ``T * B`` steps, time-major
                 (``[T * B, ...]``, e.g. IQN's ``taus``).
 
