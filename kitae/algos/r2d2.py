@@ -379,10 +379,12 @@ def unroll_windows(
     resets = jnp.concatenate([jnp.zeros_like(ended[:1]), ended[:-1]], axis=0)
     head = lambda tree: jax.tree.map(lambda x: x[:burn_in], tree)  # noqa: E731
 
+    which = {} if method is None else {"method": method}
+
     def unroll(net_params: Params) -> RecurrentOutput:
         state = batch.core_state
         if burn_in > 0:
-            warm = apply_fn(net_params, head(observations), resets[:burn_in], state, method=method)
+            warm = apply_fn(net_params, head(observations), resets[:burn_in], state, **which)
             state = jax.lax.stop_gradient(warm.states[-1])
         return apply_fn(
             net_params,
@@ -390,7 +392,7 @@ def unroll_windows(
             resets[burn_in:],
             state,
             tail(next_observations, burn_in),
-            method=method,
+            **which,
         )
 
     return unroll(params), unroll(jax.lax.stop_gradient(target_params))
