@@ -4,9 +4,6 @@ feed-forward torso cannot solve."""
 
 from __future__ import annotations
 
-import dataclasses
-
-import jax
 import numpy as np
 import pytest
 from envs import make_vec
@@ -110,24 +107,6 @@ def test_core_state_is_stored_and_reset_where_an_episode_ended():
     # Acting again from the reset state reproduces the episode's first step for env 0.
     agent.explore(observation)
     np.testing.assert_allclose(agent.core_state[0], after[0], rtol=1e-6)
-
-
-@pytest.mark.slow
-def test_compiled_path_trains_the_lstm_torso_with_make_train():
-    from kitae.compiled import config_for_jax_env, make_train
-    from kitae.envs.jax_env import make_jax_env
-
-    jax_env = make_jax_env("MemoryChain-bsuite")
-    config = config_for_jax_env(make_config(make_vec(lambda: Recall(), 1), 400), jax_env, 4)
-    config = dataclasses.replace(
-        config, algo_params=dataclasses.replace(config.algo_params, start_step=64)
-    )
-    train = make_train(config, jax_env)  # DQN's factories and its zero core states
-    runner, metrics = jax.jit(train)(jax.random.PRNGKey(0))
-    assert runner.actor_state.shape == (4, 16)
-    assert int(np.asarray(metrics.n_updates).sum()) > 0
-    stored = np.asarray(runner.buffer_state.data.actor_state)
-    assert stored.shape[-1] == 16 and np.any(stored != 0)
 
 
 @pytest.mark.slow
